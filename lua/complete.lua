@@ -1,0 +1,30 @@
+-- complete: commit a successful attempt, only if it still holds the fence.
+-- A zombie (an attempt superseded by a newer one) is refused and the refusal
+-- is recorded in the history.
+--
+-- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
+-- ARGV[1] = fence           ARGV[2] = result JSON     ARGV[3] = now (ms)
+-- ARGV[4] = result_ttl (s)  ARGV[5] = history_max
+-- returns 1 committed, 0 refused (stale fence or not RUNNING)
+local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
+local now = tonumber(ARGV[3])
+if job[1] ~= 'RUNNING' or job[2] ~= ARGV[1] then
+  if job[1] then
+    redis.call('RPUSH', KEYS[2], cjson.encode(
+      {t = now, e = 'stale_commit', fence = tonumber(ARGV[1]), state = job[1]}))
+    redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+  end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'result', ARGV[2],
+  'finished', ARGV[3], 'updated', ARGV[3])
+redis.call('HDEL', KEYS[1], 'owner')
+redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'succeeded', fence = tonumber(ARGV[1])}))
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+redis.call('DEL', KEYS[3])
+redis.call('RPUSH', KEYS[3], 'SUCCEEDED')
+local ttl = tonumber(ARGV[4])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+return 1

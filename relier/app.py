@@ -1,0 +1,239 @@
+"""The Relier hub: settings, connections, the Celery app, and the task registry.
+
+One :class:`Relier` object ties a settings object to its Redis clients and
+its Celery app. Most programs use the process-wide default returned by
+:func:`current` (built from ``RELIER_*`` variables on first use);
+:func:`bind` makes a user's own Celery app the default's, and frameworks can
+hold their own instance (one per FastAPI app, say).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .config import RelierSettings, load_settings
+from .connection import Connections, redact
+from .errors import ConfigurationError, UnknownTaskError
+from .keys import Keys
+from .scripts import AsyncScripts, Scripts
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from .task import RlTask
+
+__all__ = ["Relier", "bind", "current", "registry", "reset"]
+
+# Task objects are module-level, like the functions they wrap; they register
+# here at decoration time, whichever Relier instance later pushes them.
+_registry: dict[str, RlTask[Any, Any]] = {}
+_registry_lock = threading.Lock()
+
+
+def registry() -> dict[str, RlTask[Any, Any]]:
+    """Every ``@rl_task`` defined in this process, by name (a copy)."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+def register(task: RlTask[Any, Any]) -> None:
+    """Record ``task``; a different function under a taken name is an error."""
+    with _registry_lock:
+        existing = _registry.get(task.name)
+        if existing is not None and existing.qualified_source != task.qualified_source:
+            raise ConfigurationError(
+                f"task name {task.name!r} is used by both {existing.qualified_source} and "
+                f"{task.qualified_source}; give one of them name=..."
+            )
+        _registry[task.name] = task
+
+
+def lookup(name: str) -> RlTask[Any, Any]:
+    """The task registered as ``name``.
+
+    Raises:
+        UnknownTaskError: no ``@rl_task`` has that name in this process.
+    """
+    task = _registry.get(name)
+    if task is None:
+        known = ", ".join(sorted(_registry)) or "none"
+        raise UnknownTaskError(
+            f"no @rl_task is named {name!r} in this process (known: {known}); import the "
+            "module that defines it, or check the spelling"
+        )
+    return task
+
+
+def _redis_identity(url: str) -> tuple[str, int, int]:
+    parts = urlsplit(url)
+    db_text = parts.path.lstrip("/") or "0"
+    try:
+        db = int(db_text)
+    except ValueError:
+        db = -1
+    return (parts.hostname or "localhost", parts.port or 6379, db)
+
+
+class Relier:
+    """Settings, Redis clients, scripts and the Celery app, together.
+
+    Args:
+        settings: the configuration; read from ``RELIER_*`` when omitted.
+        celery_app: the Celery app whose workers run the tasks; a default
+            app on the settings' broker is built on first use when omitted.
+    """
+
+    def __init__(
+        self, settings: RelierSettings | None = None, celery_app: Celery | None = None
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.connections = Connections(self.settings)
+        self._celery_app: Celery | None = None
+        self._keys: Keys | None = None
+        self._scripts: Scripts | None = None
+        self._lock = threading.Lock()
+        if celery_app is not None:
+            self.use_celery_app(celery_app)
+
+    # -- Celery ---------------------------------------------------------
+    @property
+    def celery_app(self) -> Celery:
+        """The Celery app (built from the settings when none was given)."""
+        if self._celery_app is None:
+            with self._lock:
+                if self._celery_app is None:
+                    from celery import Celery
+
+                    app = Celery("relier", broker=self.settings.effective_broker_url)
+                    self._configure(app)
+                    self._celery_app = app
+        return self._celery_app
+
+    def use_celery_app(self, app: Celery) -> None:
+        """Run tasks on ``app``: check it and set Relier's worker options on it.
+
+        Raises:
+            ConfigurationError: the app's broker is not the journal's Redis,
+                or it accepts a content type other than JSON.
+        """
+        if not app.conf.broker_url:
+            app.conf.broker_url = self.settings.effective_broker_url
+        self._configure(app)
+        self._celery_app = app
+        self._keys = None
+
+    def _configure(self, app: Celery) -> None:
+        from .worker import install
+
+        broker = str(app.conf.broker_url)
+        if _redis_identity(broker) != _redis_identity(
+            self.settings.redis_url
+        ) or not broker.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"the Celery broker ({redact(broker)}) must be the Redis that holds Relier's "
+                f"journal (RELIER_REDIS_URL={redact(self.settings.redis_url)}): dispatch "
+                "journals and publishes in one atomic Redis script. Set broker_url to the same "
+                "URL, or RELIER_REDIS_URL to the broker's"
+            )
+        accepted = set(app.conf.accept_content or ["json"])
+        if accepted - {"json", "application/json"}:
+            raise ConfigurationError(
+                f"the Celery app accepts {sorted(accepted)}; Relier workers accept JSON only "
+                "(pickle lets a forged message run code). Set accept_content=['json']"
+            )
+        app.conf.update(
+            accept_content=["json"],
+            task_serializer="json",
+            result_serializer="json",
+            event_serializer="json",
+            worker_prefetch_multiplier=1,
+            broker_connection_retry_on_startup=True,
+        )
+        install(app, self)
+
+    # -- Redis -----------------------------------------------------------
+    @property
+    def keys(self) -> Keys:
+        """Key names for this instance's prefix and kombu's queue prefix."""
+        if self._keys is None:
+            options = self.celery_app.conf.broker_transport_options or {}
+            self._keys = Keys(
+                prefix=self.settings.key_prefix,
+                queue_prefix=str(options.get("global_keyprefix", "")),
+            )
+        return self._keys
+
+    @property
+    def redis(self) -> Any:
+        """The process's synchronous Redis client."""
+        return self.connections.sync
+
+    @property
+    def scripts(self) -> Scripts:
+        """Typed Lua transitions on the sync client."""
+        if self._scripts is None:
+            self._scripts = Scripts(self.redis, self.keys, self.settings.history_max)
+        return self._scripts
+
+    def ascripts(self) -> AsyncScripts:
+        """Typed Lua transitions on the running loop's async client."""
+        client = self.connections.for_loop()
+        cached: AsyncScripts | None = getattr(client, "_relier_scripts", None)
+        if cached is None:
+            cached = AsyncScripts(client, self.keys, self.settings.history_max)
+            client._relier_scripts = cached  # type: ignore[attr-defined]
+        return cached
+
+    def task(self, name: str) -> RlTask[Any, Any]:
+        """The registered task called ``name`` (raises :class:`UnknownTaskError`)."""
+        return lookup(name)
+
+    def close(self) -> None:
+        """Close the sync Redis client."""
+        self.connections.close()
+        self._scripts = None
+
+    async def aclose(self) -> None:
+        """Close the running loop's async Redis client."""
+        await self.connections.aclose()
+
+
+_current: Relier | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Relier:
+    """The process-wide default :class:`Relier` (built from ``RELIER_*`` on first use)."""
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = Relier()
+    return _current
+
+
+def bind(celery_app: Celery, settings: RelierSettings | None = None) -> Relier:
+    """Make ``celery_app`` the app Relier's tasks run on, process-wide.
+
+    Sets JSON-only serialisation and prefetch 1 on the app, checks that its
+    broker is the journal's Redis, and adds Relier's worker step.
+
+    Raises:
+        ConfigurationError: the app's broker or accepted content is unfit.
+    """
+    global _current
+    with _current_lock:
+        instance = Relier(settings or (_current.settings if _current else None), celery_app)
+        _current = instance
+    return instance
+
+
+def reset() -> None:
+    """Forget the default instance (tests; a new one is built on next use)."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            _current.close()
+        _current = None

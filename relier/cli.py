@@ -1,0 +1,160 @@
+"""``rl``: Relier's command line (also ``python -m relier``).
+
+A thin shell: each command parses its options, calls one library function
+and prints a table or ``--json``. Exit codes: 0 success, 1 a check failed,
+2 bad input, bad settings or Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import RelierError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    print(f"rl: {message}", file=sys.stderr)
+
+
+def _load_app_module(spec: str) -> Any:
+    """Import ``module`` or ``module:attr`` and return the Celery app to run.
+
+    The module's own Celery app wins (bound to Relier if it is not yet);
+    otherwise Relier's default app, on which every ``@rl_task`` is registered.
+    """
+    from celery import Celery
+
+    from .app import bind, current
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    if attr:
+        app = getattr(module, attr)
+    else:
+        found = [
+            v for k, v in vars(module).items() if isinstance(v, Celery) and not k.startswith("_")
+        ]
+        app = found[0] if len(found) == 1 else None
+    if app is None:
+        return current().celery_app
+    if getattr(app, "_relier", None) is None:
+        bind(app)
+    return app
+
+
+def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
+    from .app import current
+    from .preflight import require
+
+    app = _load_app_module(args.app)
+    relier = current()
+    if relier.settings.preflight:
+        require(relier.redis, relier.settings.redis_url)
+    app.worker_main(["worker", *rest])
+    return EXIT_OK
+
+
+def cmd_preflight(args: argparse.Namespace, rest: list[str]) -> int:
+    from .app import current
+    from .preflight import check
+
+    relier = current()
+    report = check(relier.redis, relier.settings.redis_url)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "url": report.url,
+                    "ok": report.ok,
+                    "version": report.version,
+                    "appendonly": report.appendonly,
+                    "maxmemory_policy": report.maxmemory_policy,
+                    "source": report.source,
+                    "problems": report.problems,
+                }
+            )
+        )
+    else:
+        print(f"Redis {report.url} (read with {report.source})")
+        print(f"  version           {report.version}")
+        print(f"  appendonly        {'yes' if report.appendonly else 'no'}")
+        print(f"  maxmemory-policy  {report.maxmemory_policy}")
+        for problem in report.problems:
+            print(f"FAIL {problem}")
+        if report.ok:
+            print("OK: Redis is safe for Relier")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from .demo import run_demo
+
+    return run_demo(workdir=args.dir, tasks=args.tasks)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rl", description="Relier: a reliability layer for Celery."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "worker",
+        help="run a Celery worker with Relier (other options go to `celery worker`)",
+        description="Start a Celery worker for the tasks in MODULE. Options other than -A are "
+        "passed to `celery worker` (e.g. --concurrency 4 --pool prefork -Q default).",
+    )
+    p.add_argument(
+        "-A",
+        "--app",
+        required=True,
+        metavar="MODULE",
+        help="module[:celery_app] defining the tasks",
+    )
+    p.set_defaults(func=cmd_worker, passthrough=True)
+
+    p = sub.add_parser(
+        "preflight", help="check that Redis is safe for Relier (7+, AOF, noeviction)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_preflight)
+
+    p = sub.add_parser("demo", help="run the live demo with its own redis-server and worker")
+    p.add_argument(
+        "--dir", default=".relier-demo", help="folder for the demo's Redis data and logs"
+    )
+    p.add_argument("--tasks", type=int, default=200, help="how many tasks to push")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rl``; returns the exit code."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return int(args.func(args, rest))
+    except RelierError as exc:
+        _err(f"{type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        _err(f"cannot import {exc.name!r}: {exc}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

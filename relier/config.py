@@ -1,0 +1,135 @@
+"""The one settings class.
+
+Every knob Relier has is a field of :class:`RelierSettings`, read from
+``RELIER_*`` environment variables (``RELIER_REDIS_URL`` sets ``redis_url``)
+or passed as keyword arguments. Invalid values raise
+:class:`~relier.errors.ConfigurationError` naming the variable, the value
+received and what is accepted; pydantic's own error never escapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+__all__ = ["RelierSettings", "load_settings"]
+
+ENV_PREFIX = "RELIER_"
+
+
+class RelierSettings(BaseSettings):
+    """Relier's configuration. Field ``x`` is read from ``RELIER_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis holding the journal, leases, retries and the DLQ.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker. Defaults to redis_url; must be that same Redis "
+        "(the dispatch script journals and publishes in one atomic step).",
+    )
+    key_prefix: str = Field("rl", description="Prefix of every Redis key Relier owns.")
+    default_queue: str = Field("celery", description="Queue for tasks that name none.")
+    result_ttl: int = Field(
+        86_400, gt=0, description="Seconds a finished task's journal and result are kept."
+    )
+    max_payload_bytes: int = Field(
+        1_048_576, gt=0, description="Largest encoded envelope a push accepts, in bytes."
+    )
+    history_max: int = Field(
+        100, ge=10, description="Events kept in each task's history (oldest dropped)."
+    )
+    max_retries: int = Field(3, ge=0, description="Default retries after the first attempt.")
+    retry_backoff: float = Field(
+        1.0, gt=0, description="Base of the exponential retry backoff, in seconds."
+    )
+    retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, in seconds.")
+    retry_jitter: bool = Field(
+        True, description="Draw each retry delay uniformly from [0, backoff] (full jitter)."
+    )
+    lease_ttl_ms: int = Field(
+        2_000, ge=200, description="A worker is dead once its lease is this old, in ms."
+    )
+    lease_renew_ms: int = Field(500, ge=50, description="How often a worker renews its lease.")
+    scan_interval_ms: int = Field(
+        500, ge=50, description="How often workers move due retries and look for dead leases."
+    )
+    socket_timeout: float = Field(
+        5.0, gt=0, description="Seconds a Redis command may take before it is an error."
+    )
+    socket_connect_timeout: float = Field(
+        2.0, gt=0, description="Seconds to establish a Redis connection."
+    )
+    preflight: bool = Field(
+        True,
+        description="Workers refuse to start unless Redis passes the preflight checks. "
+        "Turning this off is for throwaway development servers only.",
+    )
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("key_prefix", "default_queue")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # Braces would change which Cluster slot a key hashes to; colons at the
+        # ends would make empty key segments.
+        if not value or any(c in value for c in "{} \t\n") or value.strip(":") != value:
+            raise ValueError("must be non-empty, without braces, spaces or leading/trailing ':'")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> RelierSettings:
+        if self.lease_renew_ms * 2 > self.lease_ttl_ms:
+            raise ValueError(
+                f"RELIER_LEASE_RENEW_MS ({self.lease_renew_ms}) must be at most half of "
+                f"RELIER_LEASE_TTL_MS ({self.lease_ttl_ms}) so one missed renewal is survivable"
+            )
+        if self.retry_backoff_max < self.retry_backoff:
+            raise ValueError(
+                f"RELIER_RETRY_BACKOFF_MAX ({self.retry_backoff_max}) must be >= "
+                f"RELIER_RETRY_BACKOFF ({self.retry_backoff})"
+            )
+        return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker URL Celery uses: ``broker_url`` or, unset, ``redis_url``."""
+        return self.broker_url or self.redis_url
+
+
+def load_settings(**overrides: Any) -> RelierSettings:
+    """Build settings from the environment plus ``overrides``.
+
+    Raises:
+        ConfigurationError: a value is invalid; the message names the
+            ``RELIER_*`` variable, the value received and the rule.
+    """
+    try:
+        return RelierSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        received = err.get("input")
+        shown = "" if field == "" or isinstance(received, dict) else f" (got {received!r})"
+        lines.append(f"{name}: {err['msg']}{shown}")
+    return "invalid Relier settings: " + "; ".join(lines)

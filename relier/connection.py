@@ -1,0 +1,110 @@
+"""Redis clients, and the boundary where redis-py errors become ours.
+
+One sync client per process (redis-py's pool re-creates its connections
+after ``fork``, so prefork pool children are safe) and one asyncio client per
+event loop: an asyncio connection belongs to the loop that opened it, and a
+producer may run several loops over its life (``asyncio.run`` twice, test
+suites, a thread with its own loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from .config import RelierSettings
+from .errors import RedisUnavailableError
+
+__all__ = ["Connections", "redact", "translate_errors", "translate_errors_async"]
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _unavailable(url: str, exc: BaseException) -> RedisUnavailableError:
+    return RedisUnavailableError(
+        f"Redis at {redact(url)} is unreachable ({exc}); check that it runs and that "
+        "RELIER_REDIS_URL points at it"
+    )
+
+
+@contextlib.contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turn redis-py connection failures into :class:`RedisUnavailableError`."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise _unavailable(url, exc) from exc
+
+
+@contextlib.asynccontextmanager
+async def translate_errors_async(url: str) -> AsyncIterator[None]:
+    """Async twin of :func:`translate_errors`."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise _unavailable(url, exc) from exc
+
+
+class Connections:
+    """Lazily opened clients for one settings object."""
+
+    def __init__(self, settings: RelierSettings) -> None:
+        self.settings = settings
+        self._sync: redis.Redis | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _options(self) -> dict[str, object]:
+        return {
+            "socket_timeout": self.settings.socket_timeout,
+            "socket_connect_timeout": self.settings.socket_connect_timeout,
+            "health_check_interval": 30,
+            "client_name": "relier",
+        }
+
+    @property
+    def sync(self) -> redis.Redis:
+        """The process's sync client."""
+        if self._sync is None:
+            self._sync = redis.Redis.from_url(self.settings.redis_url, **self._options())  # type: ignore[arg-type]
+        return self._sync
+
+    def for_loop(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running event loop."""
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(self.settings.redis_url, **self._options())  # type: ignore[arg-type]
+            self._async[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the sync client (async ones close with :meth:`aclose`)."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client."""
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,177 @@
+"""Pushing calls: one atomic journal-and-publish per task.
+
+Every push runs ``dispatch.lua`` once: the task is journaled and its Celery
+message published in the same atomic step (or, with a countdown, journaled
+and scheduled). ``push_many`` pipelines many of those scripts in one round
+trip. Everything that can be refused (arguments that are not JSON, an
+oversized payload) is refused here, before Redis is touched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .clock import now_ms
+from .connection import translate_errors, translate_errors_async
+from .envelope import Envelope, encode
+from .errors import ConfigurationError
+from .handle import TaskHandle
+from .message import message_template, new_delivery_tag
+
+if TYPE_CHECKING:
+    from .app import Relier
+    from .task import RlTask
+
+__all__ = ["Call", "CallOptions", "apush", "apush_many", "push", "push_many"]
+
+# One pipeline holds at most this many dispatches: large batches stay one
+# round trip per chunk without building one huge reply in Redis.
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-call options, set through ``task.with_options(...)``.
+
+    Attributes:
+        countdown: seconds to wait before the task becomes runnable.
+        queue: the Celery queue, overriding the task's.
+        idempotency_key: carried in the envelope for idempotent tasks.
+        task_id: a caller-chosen task id; pushing an id that exists already
+            enqueues nothing and returns a handle with ``created=False``.
+    """
+
+    countdown: float | None = None
+    queue: str | None = None
+    idempotency_key: str | None = None
+    task_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.countdown is not None and not self.countdown >= 0:
+            raise ConfigurationError(f"countdown must be >= 0 seconds, got {self.countdown!r}")
+        if self.queue is not None and not self.queue:
+            raise ConfigurationError("queue must be a non-empty name")
+        if self.task_id is not None and (not self.task_id or "}" in self.task_id):
+            raise ConfigurationError(
+                f"task_id must be non-empty and without '}}': {self.task_id!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a task: arguments plus options (``task.call(...)`` builds it)."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: CallOptions = field(default_factory=CallOptions)
+
+
+def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, ...]:
+    opts = call.options
+    task_id = opts.task_id or str(uuid.uuid4())
+    queue = opts.queue or task.queue or relier.settings.default_queue
+    now = now_ms()
+    envelope = Envelope(
+        id=task_id,
+        task=task.name,
+        args=list(call.args),
+        kwargs=dict(call.kwargs),
+        ts=now,
+        schema_version=task.schema_version,
+        idempotency_key=opts.idempotency_key,
+    )
+    data = encode(envelope, max_bytes=relier.settings.max_payload_bytes)
+    due = now + round(opts.countdown * 1000) if opts.countdown else 0
+    return (
+        task_id,
+        task.name,
+        queue,
+        data,
+        message_template(task_id, task.name, queue),
+        new_delivery_tag(),
+        now,
+        due,
+    )
+
+
+def _as_calls(calls: Iterable[Call | Sequence[Any]], options: CallOptions) -> list[Call]:
+    out = []
+    for item in calls:
+        if isinstance(item, Call):
+            out.append(
+                item if item.options != CallOptions() else Call(item.args, item.kwargs, options)
+            )
+        else:
+            out.append(Call(tuple(item), {}, options))
+    return out
+
+
+def push(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
+    """Journal and publish one call; returns its handle."""
+    prepared = _prepare(relier, task, call)
+    with translate_errors(relier.settings.redis_url):
+        created, _ = relier.scripts.dispatch(*prepared)
+    return TaskHandle(relier, prepared[0], task.name, created)
+
+
+async def apush(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
+    """Async :func:`push` on the running loop's Redis client."""
+    prepared = _prepare(relier, task, call)
+    async with translate_errors_async(relier.settings.redis_url):
+        created, _ = await relier.ascripts().dispatch(*prepared)
+    return TaskHandle(relier, prepared[0], task.name, created)
+
+
+def push_many(
+    relier: Relier,
+    task: RlTask[Any, Any],
+    calls: Iterable[Call | Sequence[Any]],
+    options: CallOptions | None = None,
+) -> list[TaskHandle]:
+    """Push many calls, one pipelined round trip per 1,000; handles in order.
+
+    Every call is validated before anything is sent, so a bad argument in
+    the last call enqueues none of them.
+    """
+    prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
+    handles: list[TaskHandle] = []
+    scripts = relier.scripts
+    with translate_errors(relier.settings.redis_url):
+        for start in range(0, len(prepared), _CHUNK):
+            chunk = prepared[start : start + _CHUNK]
+            with relier.redis.pipeline(transaction=False) as pipe:
+                for item in chunk:
+                    scripts.dispatch_in(pipe, *item)
+                replies = pipe.execute()
+            handles += [
+                TaskHandle(relier, item[0], task.name, bool(int(reply[0])))
+                for item, reply in zip(chunk, replies, strict=True)
+            ]
+    return handles
+
+
+async def apush_many(
+    relier: Relier,
+    task: RlTask[Any, Any],
+    calls: Iterable[Call | Sequence[Any]],
+    options: CallOptions | None = None,
+) -> list[TaskHandle]:
+    """Async :func:`push_many`."""
+    prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
+    handles: list[TaskHandle] = []
+    scripts = relier.ascripts()
+    async with translate_errors_async(relier.settings.redis_url):
+        for start in range(0, len(prepared), _CHUNK):
+            chunk = prepared[start : start + _CHUNK]
+            async with scripts.client.pipeline(transaction=False) as pipe:
+                for item in chunk:
+                    await scripts.dispatch_in(pipe, *item)
+                replies = await pipe.execute()
+            handles += [
+                TaskHandle(relier, item[0], task.name, bool(int(reply[0])))
+                for item, reply in zip(chunk, replies, strict=True)
+            ]
+    return handles

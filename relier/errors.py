@@ -1,0 +1,141 @@
+"""Every exception Relier raises, under one root.
+
+Callers can catch :class:`RelierError` to handle anything of ours, or a
+precise subclass. Each class says when it is raised; each message says what
+to do about it.
+
+::
+
+    RelierError
+    ├── ConfigurationError
+    ├── RedisUnavailableError
+    ├── PreflightError
+    ├── UnknownTaskError
+    ├── PayloadError
+    │   ├── PayloadNotSerializableError
+    │   ├── PayloadTooLargeError
+    │   └── InvalidEnvelopeError
+    ├── TaskFailedError
+    ├── TaskNotFoundError
+    ├── ResultTimeoutError
+    └── StaleFenceError
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidEnvelopeError",
+    "PayloadError",
+    "PayloadNotSerializableError",
+    "PayloadTooLargeError",
+    "PreflightError",
+    "RedisUnavailableError",
+    "RelierError",
+    "ResultTimeoutError",
+    "StaleFenceError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "UnknownTaskError",
+]
+
+
+class RelierError(Exception):
+    """Root of every exception raised by Relier."""
+
+
+class ConfigurationError(RelierError):
+    """Raised when a setting is missing, malformed or contradicts another.
+
+    The message names the ``RELIER_*`` variable (or decorator option), the
+    value received and what would be accepted.
+    """
+
+
+class RedisUnavailableError(RelierError):
+    """Raised when Redis cannot be reached or drops the connection mid-call.
+
+    Wraps the ``redis.exceptions`` error as ``__cause__``; the message names
+    the URL (without its password).
+    """
+
+
+class PreflightError(RelierError):
+    """Raised when Redis is not fit to hold the journal.
+
+    Relier needs Redis 7+, AOF on and ``maxmemory-policy noeviction``; the
+    message names each failed check and the exact command that fixes it.
+    """
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class UnknownTaskError(RelierError):
+    """Raised when a task is pushed by a name no ``@rl_task`` registered."""
+
+
+class PayloadError(RelierError):
+    """Raised when a call's arguments cannot travel as a Relier payload."""
+
+
+class PayloadNotSerializableError(PayloadError):
+    """Raised when an argument cannot be encoded as JSON (Relier never pickles)."""
+
+
+class PayloadTooLargeError(PayloadError):
+    """Raised when an encoded payload exceeds ``RELIER_MAX_PAYLOAD_BYTES``."""
+
+    def __init__(self, message: str, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class InvalidEnvelopeError(PayloadError):
+    """Raised when a stored or delivered envelope cannot be decoded.
+
+    Workers never let it escape: the task goes to the DLQ with reason
+    ``invalid_payload``.
+    """
+
+
+class TaskFailedError(RelierError):
+    """Raised by ``TaskHandle.result()`` when the task ended in the DLQ.
+
+    ``reason`` is the DLQ reason (``max_retries``, ``unknown_task``, ...) and
+    ``error`` the last error's text.
+    """
+
+    def __init__(self, task_id: str, reason: str, error: str) -> None:
+        super().__init__(f"task {task_id} is in the dead letter queue ({reason}): {error}")
+        self.task_id = task_id
+        self.reason = reason
+        self.error = error
+
+
+class ResultTimeoutError(RelierError, TimeoutError):
+    """Raised by ``TaskHandle.result()`` when the task has not ended in time.
+
+    The task is not cancelled; it keeps running and its result can be
+    awaited again.
+    """
+
+
+class TaskNotFoundError(RelierError):
+    """Raised when no journal entry exists for a task id.
+
+    Either the id was never pushed to this Redis/prefix, or the task finished
+    longer ago than ``RELIER_RESULT_TTL`` and its entry expired.
+    """
+
+
+class StaleFenceError(RelierError):
+    """Raised inside a task whose attempt has been superseded.
+
+    A newer attempt of the same task holds a larger fence (the worker was
+    presumed dead and the task resurrected), so this attempt's checkpoints
+    and commit are refused. The worker catches it; user code may let it
+    propagate.
+    """

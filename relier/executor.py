@@ -1,0 +1,240 @@
+"""Running one delivery of a task inside a worker's pool process.
+
+The Celery message is only a hint: the journal decides. A delivery runs
+``claim`` (which drops duplicates by state and starts a fenced attempt),
+then the function, then ``complete`` or ``fail`` with the attempt's fence.
+Nothing a message or a task does may crash the worker or loop forever: bad
+messages and payloads go to the DLQ with a reason, task exceptions follow
+the retry policy, and Redis outages are waited out for a bounded time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.exceptions
+
+from ._loop import run_coroutine
+from .clock import now_ms
+from .context import TaskContext
+from .dlq import Reason
+from .envelope import decode, dumps
+from .errors import (
+    InvalidEnvelopeError,
+    PayloadNotSerializableError,
+    RedisUnavailableError,
+    StaleFenceError,
+)
+
+if TYPE_CHECKING:
+    from .app import Relier
+    from .task import RlTask
+
+__all__ = ["execute"]
+
+log = logging.getLogger("relier.worker")
+T = TypeVar("T")
+
+_rng = random.Random()
+# How long a journal write waits out a Redis outage (a restart, a failover)
+# before the delivery is handed back to the broker.
+_REDIS_PATIENCE_S = 30.0
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    RedisUnavailableError,
+)
+
+
+def _patiently(what: str, fn: Callable[[], T]) -> T:
+    """``fn()``, retried with backoff while Redis is unreachable (bounded)."""
+    deadline = time.monotonic() + _REDIS_PATIENCE_S
+    pause = 0.05
+    while True:
+        try:
+            return fn()
+        except _TRANSIENT as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("relier: Redis unavailable during %s (%s); retrying", what, exc)
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def _owner(request: Any) -> str:
+    return f"{getattr(request, 'hostname', None) or 'worker'}/{os.getpid()}"
+
+
+def execute(
+    task: RlTask[Any, Any], request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Handle one Celery delivery of ``task``; never raises for task errors."""
+    from .app import current
+
+    relier = task.relier or current()
+    task_id = str(request.id)
+    if list(args) != [task_id] or kwargs:
+        # Not a message Relier wrote (a plain Celery .delay() of a Relier
+        # task name, or a forged one). The payload in the journal, if any,
+        # is the truth; the message itself is refused.
+        reason = f"message arguments {args!r} {kwargs!r} are not this task's id"
+        moved = _patiently(
+            "dead_letter",
+            lambda: relier.scripts.dead_letter(task_id, now_ms(), Reason.INVALID_MESSAGE, reason),
+        )
+        log.error(
+            "relier: refused a malformed message for %s[%s]: %s (%s)",
+            task.name,
+            task_id,
+            reason,
+            "dead-lettered" if moved else "no journal entry to fail",
+        )
+        return
+    try:
+        claim = _patiently(
+            "claim", lambda: relier.scripts.claim(task_id, _owner(request), now_ms())
+        )
+    except _TRANSIENT as exc:
+        from celery.exceptions import Reject
+
+        # Hand the message back rather than lose it; the journal still says
+        # PENDING, so whichever worker gets it next claims it.
+        raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+    if not claim.run:
+        log.info("relier: dropped delivery of %s[%s] (state %s)", task.name, task_id, claim.state)
+        return
+    _run_attempt(relier, task, task_id, claim.fence, claim.attempt, claim.envelope, claim.progress)
+
+
+def _run_attempt(
+    relier: Relier,
+    task: RlTask[Any, Any],
+    task_id: str,
+    fence: int,
+    attempt: int,
+    raw_envelope: bytes,
+    raw_progress: bytes | None,
+) -> None:
+    scripts = relier.scripts
+
+    def dead(reason: Reason, error: str) -> None:
+        _patiently(
+            "dead_letter",
+            lambda: scripts.dead_letter(task_id, now_ms(), reason, error, fence),
+        )
+        log.error("relier: %s[%s] moved to the DLQ (%s): %s", task.name, task_id, reason, error)
+
+    try:
+        envelope = decode(raw_envelope)
+        if envelope.task != task.name or envelope.id != task_id:
+            raise InvalidEnvelopeError(
+                f"envelope is for {envelope.task}[{envelope.id}], "
+                f"delivered as {task.name}[{task_id}]"
+            )
+        progress = json.loads(raw_progress) if raw_progress else None
+    except (InvalidEnvelopeError, ValueError) as exc:
+        dead(Reason.INVALID_PAYLOAD, str(exc))
+        return
+
+    ctx = TaskContext(
+        task_id=task_id,
+        task_name=task.name,
+        attempt=attempt,
+        fence=fence,
+        progress=progress,
+        _save=lambda data: _patiently(
+            "checkpoint", lambda: scripts.checkpoint(task_id, fence, data, now_ms())
+        ),
+    )
+    call_args = [ctx, *envelope.args] if task.takes_context else list(envelope.args)
+    try:
+        task.signature.bind(*call_args, **envelope.kwargs)
+    except TypeError as exc:
+        # Arguments that do not fit the signature fail the same way on every
+        # attempt: retrying would only loop.
+        dead(Reason.INVALID_PAYLOAD, f"arguments do not fit {task.name}: {exc}")
+        return
+    try:
+        if task.is_async:
+            value = run_coroutine(task.fn(*call_args, **envelope.kwargs))
+        else:
+            value = task.fn(*call_args, **envelope.kwargs)
+    except StaleFenceError as exc:
+        log.warning("relier: %s[%s] stopped: %s", task.name, task_id, exc)
+        return
+    except Exception as exc:
+        _fail(relier, task, task_id, fence, attempt, exc)
+        return
+
+    try:
+        result = dumps(value, what=f"result of {task.name}")
+    except PayloadNotSerializableError as exc:
+        dead(Reason.RESULT_NOT_SERIALIZABLE, str(exc))
+        return
+    committed = _patiently(
+        "complete",
+        lambda: scripts.complete(task_id, fence, result, now_ms(), relier.settings.result_ttl),
+    )
+    if not committed:
+        log.warning(
+            "relier: commit of %s[%s] with fence %d refused: a newer attempt owns the task",
+            task.name,
+            task_id,
+            fence,
+        )
+
+
+def _fail(
+    relier: Relier,
+    task: RlTask[Any, Any],
+    task_id: str,
+    fence: int,
+    attempt: int,
+    exc: Exception,
+) -> None:
+    settings = relier.settings
+    error = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(exc))
+    if task.retry.should_retry(exc, attempt, settings):
+        delay = task.retry.delay(attempt, settings, _rng)
+        due = now_ms() + max(1, round(delay * 1000))
+        reason = ""
+        log.warning(
+            "relier: %s[%s] attempt %d failed (%s); retry in %.2f s",
+            task.name,
+            task_id,
+            attempt,
+            error,
+            delay,
+        )
+    else:
+        due = 0
+        retryable = isinstance(exc, task.retry.retry_on)
+        reason = Reason.MAX_RETRIES if retryable else Reason.NOT_RETRYABLE
+        log.error(
+            "relier: %s[%s] attempt %d failed (%s); moved to the DLQ (%s)",
+            task.name,
+            task_id,
+            attempt,
+            error,
+            reason,
+        )
+    outcome = _patiently(
+        "fail",
+        lambda: relier.scripts.fail(task_id, fence, now_ms(), due, reason, error, tb),
+    )
+    if outcome == 0:
+        log.warning(
+            "relier: failure of %s[%s] with fence %d refused: a newer attempt owns the task",
+            task.name,
+            task_id,
+            fence,
+        )

@@ -1,0 +1,130 @@
+"""A pushed task, as the caller holds it: :class:`TaskHandle`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from .connection import translate_errors, translate_errors_async
+from .errors import ResultTimeoutError, TaskFailedError, TaskNotFoundError
+
+if TYPE_CHECKING:
+    from .app import Relier
+
+__all__ = ["TERMINAL_STATES", "TaskHandle"]
+
+TERMINAL_STATES = frozenset({"SUCCEEDED", "DEAD", "CANCELLED"})
+# Each blocking wait is bounded well under the socket timeout so a silent
+# connection is noticed, and so the deadline is honoured precisely.
+_MAX_BLOCK = 1.0
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+class TaskHandle:
+    """The handle ``push``/``apush`` return.
+
+    Attributes:
+        id: the task id.
+        task_name: the task's registered name.
+        created: ``False`` when the push found an existing task with this id
+            (it enqueued nothing).
+    """
+
+    __slots__ = ("_relier", "created", "id", "task_name")
+
+    def __init__(self, relier: Relier, task_id: str, task_name: str, created: bool = True) -> None:
+        self._relier = relier
+        self.id = task_id
+        self.task_name = task_name
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.task_name}[{self.id}]>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _fields(self) -> tuple[str, ...]:
+        return ("state", "result", "reason", "error")
+
+    def _outcome(self, row: list[bytes | None]) -> tuple[bool, Any]:
+        state = row[0]
+        if state is None:
+            raise TaskNotFoundError(
+                f"no task {self.id} in the journal (never pushed here, or finished more than "
+                "RELIER_RESULT_TTL seconds ago)"
+            )
+        name = state.decode()
+        if name == "SUCCEEDED":
+            return True, json.loads(row[1] or b"null")
+        if name in TERMINAL_STATES:
+            raise TaskFailedError(self.id, _text(row[2]) or name.lower(), _text(row[3]))
+        return False, None
+
+    def state(self) -> str:
+        """The task's journal state (``PENDING`` ... ``DEAD``), or ``MISSING``."""
+        r = self._relier
+        with translate_errors(r.settings.redis_url):
+            value = r.redis.hget(r.keys.task(self.id).job, "state")
+        return value.decode() if value else "MISSING"
+
+    async def astate(self) -> str:
+        """Async :meth:`state`."""
+        r = self._relier
+        async with translate_errors_async(r.settings.redis_url):
+            value = await r.connections.for_loop().hget(r.keys.task(self.id).job, "state")
+        return value.decode() if value else "MISSING"
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the task ends; return its result.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits forever.
+
+        Raises:
+            TaskFailedError: the task ended in the DLQ.
+            ResultTimeoutError: still not finished after ``timeout``.
+            TaskNotFoundError: no such task in the journal.
+            RedisUnavailableError: Redis cannot be reached.
+        """
+        r = self._relier
+        tk = r.keys.task(self.id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with translate_errors(r.settings.redis_url):
+            while True:
+                done, value = self._outcome(r.redis.hmget(tk.job, self._fields()))
+                if done:
+                    return value
+                block = (
+                    _MAX_BLOCK if deadline is None else min(_MAX_BLOCK, deadline - time.monotonic())
+                )
+                if block <= 0:
+                    raise ResultTimeoutError(f"task {self.id} has not finished after {timeout} s")
+                # BLMOVE from a list to itself waits without consuming, so any
+                # number of waiters see the one "done" element.
+                r.redis.blmove(tk.done, tk.done, max(block, 0.01), "RIGHT", "LEFT")
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """Async :meth:`result`; same arguments and errors."""
+        r = self._relier
+        tk = r.keys.task(self.id)
+        client = r.connections.for_loop()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with translate_errors_async(r.settings.redis_url):
+            while True:
+                done, value = self._outcome(await client.hmget(tk.job, self._fields()))
+                if done:
+                    return value
+                block = _MAX_BLOCK if deadline is None else min(_MAX_BLOCK, deadline - loop.time())
+                if block <= 0:
+                    raise ResultTimeoutError(f"task {self.id} has not finished after {timeout} s")
+                await client.blmove(tk.done, tk.done, max(block, 0.01), "RIGHT", "LEFT")

@@ -1,0 +1,75 @@
+"""The only place Redis key names are built.
+
+Per-task keys share the hash tag ``{<task id>}`` so one task's keys live in one
+Redis Cluster slot. Nothing here collides with kombu's own keys (``unacked``,
+``unacked_index``, ``_kombu.binding.*``, the queue lists): every key of ours
+starts with the configurable prefix (``rl`` below).
+
+==========================  ======  ==============  ==========================
+key                         type    written by      lifetime
+==========================  ======  ==============  ==========================
+``rl:{<id>}:job``           hash    every script    result_ttl once SUCCEEDED;
+                                                    kept while DEAD (the DLQ)
+``rl:{<id>}:hist``          list    every script    as ``job``; capped at
+                                                    history_max events
+``rl:{<id>}:done``          list    complete, fail  as ``job``; one element once
+                                                    the task ended (waiters
+                                                    block on it)
+``rl:schedule``             zset    fail, dispatch  member = task id, score =
+                                    requeue         due time (ms): retries and
+                                                    countdown pushes
+``rl:dlq``                  zset    fail,           member = task id, score =
+                                    dead_letter     time it died (ms)
+``rl:worker:<node>``        string  worker          lease: PX lease_ttl_ms,
+                                                    renewed by the worker
+==========================  ======  ==============  ==========================
+
+The Celery queue list a task is published to is kombu's key (the queue name,
+plus kombu's ``global_keyprefix`` if set); dispatch and requeue LPUSH to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys", "TaskKeys"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKeys:
+    """The keys of one task, all in the task's hash-tag slot."""
+
+    job: str
+    hist: str
+    done: str
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one prefix (and kombu's queue key prefix)."""
+
+    prefix: str = "rl"
+    queue_prefix: str = ""
+
+    def task(self, task_id: str) -> TaskKeys:
+        base = f"{self.prefix}:{{{task_id}}}"
+        return TaskKeys(job=f"{base}:job", hist=f"{base}:hist", done=f"{base}:done")
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.prefix}:schedule"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}:dlq"
+
+    def worker(self, node: str) -> str:
+        return f"{self.prefix}:worker:{node}"
+
+    @property
+    def worker_pattern(self) -> str:
+        return f"{self.prefix}:worker:*"
+
+    def queue(self, name: str) -> str:
+        """kombu's list for ``name`` at priority 0 (what Celery workers BRPOP)."""
+        return f"{self.queue_prefix}{name}"

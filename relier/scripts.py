@@ -1,0 +1,244 @@
+"""The only place Lua is loaded and called.
+
+Each ``lua/<name>.lua`` file is one atomic transition of the journal. They
+are registered with redis-py's ``register_script`` (SHA cached, reloaded on
+``NOSCRIPT`` after a Redis restart or ``SCRIPT FLUSH``) and wrapped in typed
+methods, so callers never build KEYS/ARGV lists. The sync and async wrappers
+share the argument builders below, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from .keys import Keys
+
+__all__ = [
+    "SCRIPT_NAMES",
+    "AsyncScripts",
+    "Claim",
+    "Scripts",
+    "load_all",
+    "lua_dir",
+    "source",
+]
+
+SCRIPT_NAMES = (
+    "checkpoint",
+    "claim",
+    "complete",
+    "dead_letter",
+    "dispatch",
+    "fail",
+    "requeue",
+)
+
+
+def lua_dir() -> Path:
+    """The folder holding the ``.lua`` files.
+
+    In an installed wheel they ship as ``relier/lua``; in a source checkout
+    they sit in the repository's top-level ``lua/`` folder.
+    """
+    packaged = Path(str(resources.files("relier"))) / "lua"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "lua"
+
+
+@functools.cache
+def source(name: str) -> str:
+    """The Lua source of script ``name``."""
+    return (lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def load_all(client: redis.Redis) -> dict[str, str]:
+    """``SCRIPT LOAD`` every script into ``client``; returns name -> SHA1."""
+    return {name: str(client.script_load(source(name))) for name in SCRIPT_NAMES}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What ``claim`` returns: run the attempt, or drop the delivery."""
+
+    run: bool
+    state: str
+    fence: int = 0
+    attempt: int = 0
+    envelope: bytes = b""
+    progress: bytes | None = None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _claim_result(raw: list[Any]) -> Claim:
+    if _text(raw[0]) == "run":
+        return Claim(
+            run=True,
+            state="RUNNING",
+            fence=int(raw[1]),
+            attempt=int(raw[2]),
+            envelope=raw[3],
+            progress=raw[4] or None,
+        )
+    return Claim(run=False, state=_text(raw[1]))
+
+
+class _Args:
+    """KEYS/ARGV builders, one per script; shared by sync and async wrappers."""
+
+    def __init__(self, keys: Keys, history_max: int) -> None:
+        self.keys = keys
+        self.hmax = history_max
+
+    def dispatch(
+        self,
+        task_id: str,
+        task_name: str,
+        queue: str,
+        envelope: bytes,
+        message_template: str,
+        delivery_tag: str,
+        now: int,
+        due: int,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule],
+            [
+                task_id,
+                task_name,
+                queue,
+                envelope,
+                message_template,
+                delivery_tag,
+                now,
+                due,
+                self.hmax,
+            ],
+        )
+
+    def claim(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist], [owner, now, self.hmax]
+
+    def complete(
+        self, task_id: str, fence: int, result: bytes, now: int, ttl: int
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist, tk.done], [fence, result, now, ttl, self.hmax]
+
+    def fail(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        retry_due: int,
+        reason: str,
+        error: str,
+        traceback: str,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq],
+            [task_id, fence, now, retry_due, reason, error, traceback, self.hmax],
+        )
+
+    def dead_letter(
+        self, task_id: str, now: int, reason: str, error: str, fence: int | None
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq],
+            [task_id, now, reason, error, self.hmax, "" if fence is None else fence],
+        )
+
+    def requeue(
+        self, task_id: str, queue: str, now: int, delivery_tag: str
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.schedule, self.keys.queue(queue)],
+            [task_id, now, delivery_tag, self.hmax],
+        )
+
+    def checkpoint(
+        self, task_id: str, fence: int, progress: bytes, now: int
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist], [fence, progress, now, self.hmax]
+
+
+class Scripts:
+    """Typed, synchronous calls of every transition on one client (or pipeline)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, history_max: int) -> None:
+        self.client = client
+        self.args = _Args(keys, history_max)
+        self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+
+    def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
+        keys, argv = built
+        return self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    def dispatch(self, *a: Any) -> tuple[bool, str]:
+        """Journal and publish one task; ``(created, state)``."""
+        raw = self._call("dispatch", self.args.dispatch(*a))
+        return bool(int(raw[0])), _text(raw[1])
+
+    def dispatch_in(self, pipe: Any, *a: Any) -> None:
+        """Queue a dispatch on a pipeline (the caller executes it)."""
+        self._call("dispatch", self.args.dispatch(*a), pipe)
+
+    def claim(self, task_id: str, owner: str, now: int) -> Claim:
+        return _claim_result(self._call("claim", self.args.claim(task_id, owner, now)))
+
+    def complete(self, task_id: str, fence: int, result: bytes, now: int, ttl: int) -> bool:
+        return bool(self._call("complete", self.args.complete(task_id, fence, result, now, ttl)))
+
+    def fail(self, *a: Any) -> int:
+        return int(self._call("fail", self.args.fail(*a)))
+
+    def dead_letter(
+        self, task_id: str, now: int, reason: str, error: str, fence: int | None = None
+    ) -> bool:
+        raw = self._call("dead_letter", self.args.dead_letter(task_id, now, reason, error, fence))
+        return bool(int(raw[0]))
+
+    def requeue(
+        self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
+    ) -> Any:
+        return self._call("requeue", self.args.requeue(task_id, queue, now, delivery_tag), client)
+
+    def checkpoint(self, task_id: str, fence: int, progress: bytes, now: int) -> bool:
+        return bool(self._call("checkpoint", self.args.checkpoint(task_id, fence, progress, now)))
+
+
+class AsyncScripts:
+    """The asyncio twins of :class:`Scripts` that producers need."""
+
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys, history_max: int) -> None:
+        self.client = client
+        self.args = _Args(keys, history_max)
+        self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+
+    async def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
+        keys, argv = built
+        return await self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    async def dispatch(self, *a: Any) -> tuple[bool, str]:
+        raw = await self._call("dispatch", self.args.dispatch(*a))
+        return bool(int(raw[0])), _text(raw[1])
+
+    async def dispatch_in(self, pipe: Any, *a: Any) -> None:
+        """Queue a dispatch on an async pipeline (the caller executes it)."""
+        await self._call("dispatch", self.args.dispatch(*a), pipe)

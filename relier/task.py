@@ -1,0 +1,252 @@
+"""``@rl_task``: a plain function becomes a Relier task.
+
+The decorated object is an :class:`RlTask`. Calling it runs the function
+locally, as if undecorated; ``push``/``apush`` send it to a worker. Under the
+hood each task is a real Celery task (acks_late, JSON, no Celery result
+backend) whose only argument is the task id: the worker reads the payload
+from the journal.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import app as _app
+from . import dispatch
+from .context import TaskContext, wants_context
+from .dispatch import Call, CallOptions
+from .errors import ConfigurationError
+from .handle import TaskHandle
+from .retry import RetryPolicy
+
+__all__ = ["BoundTask", "RlTask", "rl_task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Pusher(Generic[P, R]):
+    """push / apush / push_many shared by a task and a task with options."""
+
+    task: RlTask[P, R]
+    options: CallOptions
+
+    def _relier(self) -> _app.Relier:
+        return self.task.relier or _app.current()
+
+    def push(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Send one call to a worker; returns at once with its handle.
+
+        Works with or without a running event loop (it uses the sync Redis
+        client). Raises ``PayloadError`` subclasses for arguments that cannot
+        travel and ``RedisUnavailableError`` when Redis is down; nothing is
+        enqueued in either case.
+        """
+        return dispatch.push(self._relier(), self.task, Call(args, kwargs, self.options))
+
+    async def apush(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Async :meth:`push`, native asyncio (redis.asyncio)."""
+        return await dispatch.apush(self._relier(), self.task, Call(args, kwargs, self.options))
+
+    def push_many(self, calls: Iterable[Call | Sequence[Any]]) -> list[TaskHandle]:
+        """Send many calls in one round trip (per 1,000).
+
+        Each item is a tuple of positional arguments or a ``task.call(...)``.
+        """
+        return dispatch.push_many(self._relier(), self.task, calls, self.options)
+
+    async def apush_many(self, calls: Iterable[Call | Sequence[Any]]) -> list[TaskHandle]:
+        """Async :meth:`push_many`."""
+        return await dispatch.apush_many(self._relier(), self.task, calls, self.options)
+
+
+class BoundTask(_Pusher[P, R]):
+    """A task plus per-call options; made by :meth:`RlTask.with_options`."""
+
+    def __init__(self, task: RlTask[P, R], options: CallOptions) -> None:
+        self.task = task
+        self.options = options
+
+
+class RlTask(_Pusher[P, R]):
+    """A function registered as a Relier task (made by :func:`rl_task`).
+
+    Attributes:
+        name: the registered name (``module.qualname`` unless given).
+        fn: the wrapped function.
+        is_async: whether ``fn`` is a coroutine function.
+        queue: the task's default queue (``None``: ``RELIER_DEFAULT_QUEUE``).
+        retry: the retry policy.
+        schema_version: the argument schema version calls are made for.
+        celery_task: the Celery task that runs it on workers.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        schema_version: int = 1,
+        celery_app: Any = None,
+        relier: _app.Relier | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigurationError(f"@rl_task needs a function, got {fn!r}")
+        if schema_version < 1:
+            raise ConfigurationError(f"schema_version must be >= 1, got {schema_version}")
+        self.fn = fn
+        self.task = self
+        self.options = CallOptions()
+        self.name = name or f"{fn.__module__}.{fn.__qualname__}"
+        self.queue = queue
+        self.retry = retry or RetryPolicy()
+        self.schema_version = schema_version
+        self.relier = relier
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.takes_context = wants_context(fn)
+        self.signature = inspect.signature(fn)
+        self.qualified_source = f"{fn.__module__}.{fn.__qualname__}"
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+        _app.register(self)
+        self.celery_task = self._register_with_celery(celery_app)
+
+    def _register_with_celery(self, celery_app: Any) -> Any:
+        task = self
+
+        def run(celery_task: Any, *args: Any, **kwargs: Any) -> None:
+            from .executor import execute
+
+            execute(task, celery_task.request, args, kwargs)
+
+        run.__name__ = self.fn.__name__
+        run.__module__ = self.fn.__module__
+        options = {
+            "name": self.name,
+            "bind": True,
+            "acks_late": True,
+            "ignore_result": True,
+            # Celery must not check arguments: a malformed message has to
+            # reach Relier so it is dead-lettered with a reason, not dropped.
+            "typing": False,
+            "serializer": "json",
+            "reject_on_worker_lost": False,
+        }
+        if celery_app is not None:
+            return celery_app.task(**options)(run)
+        from celery import shared_task
+
+        return shared_task(**options)(run)
+
+    def __repr__(self) -> str:
+        return f"<RlTask {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here and now, as if it were not decorated.
+
+        A task that takes a context gets a local one (attempt 1, fence 0,
+        checkpoints kept in memory).
+        """
+        if self.takes_context:
+            ctx = TaskContext(task_id="local", task_name=self.name, attempt=1, fence=0)
+            return self.fn(ctx, *args, **kwargs)  # type: ignore[arg-type]
+        return self.fn(*args, **kwargs)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        """One call for :meth:`push_many`, with keyword arguments."""
+        return Call(args, kwargs)
+
+    def with_options(
+        self,
+        *,
+        countdown: float | None = None,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        task_id: str | None = None,
+    ) -> BoundTask[P, R]:
+        """This task with per-call options: ``task.with_options(countdown=5).push(x)``."""
+        return BoundTask(
+            self,
+            CallOptions(
+                countdown=countdown, queue=queue, idempotency_key=idempotency_key, task_id=task_id
+            ),
+        )
+
+
+@overload
+def rl_task(fn: Callable[P, R], /) -> RlTask[P, R]: ...
+
+
+@overload
+def rl_task(
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    max_retries: int | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    retry_backoff: float | None = None,
+    retry_backoff_max: float | None = None,
+    retry_jitter: bool | None = None,
+    schema_version: int = 1,
+    app: Any = None,
+) -> Callable[[Callable[P, R]], RlTask[P, R]]: ...
+
+
+def rl_task(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    max_retries: int | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    retry_backoff: float | None = None,
+    retry_backoff_max: float | None = None,
+    retry_jitter: bool | None = None,
+    schema_version: int = 1,
+    app: Any = None,
+) -> RlTask[P, R] | Callable[[Callable[P, R]], RlTask[P, R]]:
+    """Make ``fn`` (sync or async) a Relier task; usable bare or with options.
+
+    Args:
+        name: registered name; defaults to ``module.qualname``.
+        queue: Celery queue; defaults to ``RELIER_DEFAULT_QUEUE``.
+        max_retries: retries after the first attempt (default
+            ``RELIER_MAX_RETRIES``); then the task goes to the DLQ.
+        retry_on: exception classes that are retried; any other exception
+            sends the task to the DLQ at once (reason ``not_retryable``).
+        retry_backoff: base of the exponential backoff, in seconds.
+        retry_backoff_max: longest delay between attempts, in seconds.
+        retry_jitter: draw each delay uniformly from [0, backoff].
+        schema_version: the version of the task's argument schema.
+        app: the Celery app to register with; by default the task is
+            registered with every Celery app (like ``shared_task``).
+
+    Raises:
+        ConfigurationError: an option is invalid or the name is taken.
+    """
+    if isinstance(retry_on, type):
+        retry_on = (retry_on,)
+    policy = RetryPolicy(
+        max_retries=max_retries,
+        retry_on=tuple(retry_on),
+        backoff=retry_backoff,
+        backoff_max=retry_backoff_max,
+        jitter=retry_jitter,
+    )
+
+    def decorate(func: Callable[P, R]) -> RlTask[P, R]:
+        return RlTask(
+            func,
+            name=name,
+            queue=queue,
+            retry=policy,
+            schema_version=schema_version,
+            celery_app=app,
+        )
+
+    return decorate(fn) if fn is not None else decorate
