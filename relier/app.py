@@ -177,9 +177,9 @@ class Relier:
             self._scripts = Scripts(self.redis, self.keys, self.settings.history_max)
         return self._scripts
 
-    def ascripts(self) -> AsyncScripts:
+    async def ascripts(self) -> AsyncScripts:
         """Typed Lua transitions on the running loop's async client."""
-        client = self.connections.for_loop()
+        client = await self.connections.for_loop()
         cached: AsyncScripts | None = getattr(client, "_relier_scripts", None)
         if cached is None:
             cached = AsyncScripts(client, self.keys, self.settings.history_max)

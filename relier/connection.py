@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -69,9 +69,9 @@ class Connections:
     def __init__(self, settings: RelierSettings) -> None:
         self.settings = settings
         self._sync: redis.Redis | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
 
     def _options(self) -> dict[str, object]:
         return {
@@ -88,14 +88,23 @@ class Connections:
             self._sync = redis.Redis.from_url(self.settings.redis_url, **self._options())  # type: ignore[arg-type]
         return self._sync
 
-    def for_loop(self) -> redis.asyncio.Redis:
-        """The asyncio client of the running event loop."""
+    async def for_loop(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running event loop.
+
+        The client closes itself when the loop shuts down: a keeper async
+        generator is registered with the loop, and ``asyncio.run`` (and
+        uvicorn, and any runner that calls ``loop.shutdown_asyncgens()``)
+        finalises it before closing the loop.
+        """
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
+        entry = self._async.get(loop)
+        if entry is None:
             client = redis.asyncio.Redis.from_url(self.settings.redis_url, **self._options())  # type: ignore[arg-type]
-            self._async[loop] = client
-        return client
+            keeper = _close_on_loop_shutdown(client)
+            await keeper.__anext__()
+            entry = (client, keeper)
+            self._async[loop] = entry
+        return entry[0]
 
     def close(self) -> None:
         """Close the sync client (async ones close with :meth:`aclose`)."""
@@ -105,6 +114,14 @@ class Connections:
 
     async def aclose(self) -> None:
         """Close the running loop's async client."""
-        client = self._async.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        entry = self._async.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+
+async def _close_on_loop_shutdown(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
+    try:
+        yield
+        await asyncio.Event().wait()  # never resumed: only closed
+    finally:
+        await client.aclose()

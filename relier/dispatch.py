@@ -121,7 +121,7 @@ async def apush(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandl
     """Async :func:`push` on the running loop's Redis client."""
     prepared = _prepare(relier, task, call)
     async with translate_errors_async(relier.settings.redis_url):
-        created, _ = await relier.ascripts().dispatch(*prepared)
+        created, _ = await (await relier.ascripts()).dispatch(*prepared)
     return TaskHandle(relier, prepared[0], task.name, created)
 
 
@@ -162,7 +162,7 @@ async def apush_many(
     """Async :func:`push_many`."""
     prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
     handles: list[TaskHandle] = []
-    scripts = relier.ascripts()
+    scripts = await relier.ascripts()
     async with translate_errors_async(relier.settings.redis_url):
         for start in range(0, len(prepared), _CHUNK):
             chunk = prepared[start : start + _CHUNK]

@@ -80,7 +80,7 @@ class TaskHandle:
         """Async :meth:`state`."""
         r = self._relier
         async with translate_errors_async(r.settings.redis_url):
-            value = await r.connections.for_loop().hget(r.keys.task(self.id).job, "state")
+            value = await (await r.connections.for_loop()).hget(r.keys.task(self.id).job, "state")
         return value.decode() if value else "MISSING"
 
     def result(self, timeout: float | None = None) -> Any:
@@ -116,7 +116,7 @@ class TaskHandle:
         """Async :meth:`result`; same arguments and errors."""
         r = self._relier
         tk = r.keys.task(self.id)
-        client = r.connections.for_loop()
+        client = await r.connections.for_loop()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         async with translate_errors_async(r.settings.redis_url):
