@@ -33,8 +33,6 @@ class Reason(StrEnum):
     """The worker that received it has no task of that name."""
     INVALID_PAYLOAD = "invalid_payload"
     """Its envelope could not be decoded or its arguments did not fit."""
-    INVALID_MESSAGE = "invalid_message"
-    """The broker message for it was not one Relier wrote."""
     RESULT_NOT_SERIALIZABLE = "result_not_serializable"
     """It returned a value JSON cannot carry."""
 

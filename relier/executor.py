@@ -81,23 +81,7 @@ def execute(
 
     relier = task.relier or current()
     task_id = str(request.id)
-    if list(args) != [task_id] or kwargs:
-        # Not a message Relier wrote (a plain Celery .delay() of a Relier
-        # task name, or a forged one). The payload in the journal, if any,
-        # is the truth; the message itself is refused.
-        reason = f"message arguments {args!r} {kwargs!r} are not this task's id"
-        moved = _patiently(
-            "dead_letter",
-            lambda: relier.scripts.dead_letter(task_id, now_ms(), Reason.INVALID_MESSAGE, reason),
-        )
-        log.error(
-            "relier: refused a malformed message for %s[%s]: %s (%s)",
-            task.name,
-            task_id,
-            reason,
-            "dead-lettered" if moved else "no journal entry to fail",
-        )
-        return
+    written_by_relier = list(args) == [task_id] and not kwargs
     try:
         claim = _patiently(
             "claim", lambda: relier.scripts.claim(task_id, _owner(request), now_ms())
@@ -109,8 +93,30 @@ def execute(
         # PENDING, so whichever worker gets it next claims it.
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
     if not claim.run:
-        log.info("relier: dropped delivery of %s[%s] (state %s)", task.name, task_id, claim.state)
+        if claim.state == "MISSING" and not written_by_relier:
+            # A plain Celery .delay()/send_task() of a Relier task name, or
+            # a forged message: there is no journaled payload to run.
+            log.error(
+                "relier: refused a message for %s[%s] that Relier did not write (arguments %r, "
+                "%r; no journal entry): push Relier tasks with task.push()/apush()",
+                task.name,
+                task_id,
+                args,
+                kwargs,
+            )
+        else:
+            log.info(
+                "relier: dropped delivery of %s[%s] (state %s)", task.name, task_id, claim.state
+            )
         return
+    if not written_by_relier:
+        # The message is only a hint; the journal's payload is what runs.
+        log.warning(
+            "relier: ignored the arguments of a foreign message for %s[%s]; running the "
+            "journaled payload",
+            task.name,
+            task_id,
+        )
     _run_attempt(relier, task, task_id, claim.fence, claim.attempt, claim.envelope, claim.progress)
 
 

@@ -45,6 +45,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
@@ -98,8 +99,12 @@ def _die_with_parent() -> Callable[[], None] | None:
     Fixture teardown covers every normal exit; this covers pytest being SIGKILLed (e.g. by a
     CI timeout), so that no redis-server or worker outlives the test run. libc is loaded here,
     in the parent: importing in the forked child could deadlock on a lock held by a thread.
+    Linux sends the signal when the *thread* that forked the child exits, so this is only
+    armed for children started from the main thread.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
         return None
     import ctypes
 
