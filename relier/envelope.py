@@ -136,12 +136,12 @@ def decode(data: bytes | str) -> Envelope:
     """
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidEnvelopeError(f"envelope is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidEnvelopeError(f"envelope is a JSON {type(body).__name__}, not an object")
     version = body.get("v")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise InvalidEnvelopeError(
             f"envelope format version {version!r} is not one this worker reads ({FORMAT_VERSION})"
         )

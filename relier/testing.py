@@ -31,280 +31,91 @@ Fixtures:
 Worker and CLI subprocesses run with the pytest rootdir as working directory, so
 ``-A tests.integration.apps.basic`` imports modules from your project.
 
-This module imports nothing from ``relier`` (nor ``redis``) at import time: pytest loads it in
-every run where ``relier`` is installed, and that must stay cheap and side-effect free.
+Importing this module starts nothing: processes start only when a fixture is used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:
-    import redis
+from relier.localredis import (
+    LocalRedis,
+    LocalRedisError,
+    die_with_parent,
+    find_redis_server,
+    tail,
+)
 
 __all__ = ["CliRunner", "RedisServer", "WorkerFactory", "WorkerProcess"]
 
-REDIS_SERVER_ENV = "RELIER_TEST_REDIS_SERVER"
-MIN_REDIS_MAJOR = 7
 READY_LINE = "Relier worker ready"
-_REDIS_BASE_ARGS = (
-    "--appendonly", "yes",
-    "--appendfsync", "everysec",
-    "--maxmemory-policy", "noeviction",
-    "--save", "",
-    "--bind", "127.0.0.1",
-    "--protected-mode", "no",
-    "--daemonize", "no",
-)  # fmt: skip
-_PING_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 60
 
 
-# --- helpers -----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child if pytest itself dies.
-
-    Fixture teardown covers every normal exit; this covers pytest being SIGKILLed (e.g. by a
-    CI timeout), so that no redis-server or worker outlives the test run. libc is loaded here,
-    in the parent: importing in the forked child could deadlock on a lock held by a thread.
-    Linux sends the signal when the *thread* that forked the child exits, so this is only
-    armed for children started from the main thread.
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return preexec
-
-
-def _ping(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            # A server still loading its AOF answers -LOADING, which is not ready.
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+# --- Redis -------------------------------------------------------------------------------
+# Process management lives in relier.localredis (``rl demo`` uses it too); here its errors
+# become test failures, never skips: a missing service must fail loudly.
 
 
 def _redis_executable() -> str:
-    configured = os.environ.get(REDIS_SERVER_ENV)
-    executable = configured or shutil.which("redis-server")
-    if not executable:
-        pytest.fail(
-            "redis-server was not found on PATH; install Redis 7+ "
-            "(`sudo apt-get install -y redis-server`) or set "
-            f"{REDIS_SERVER_ENV}=/path/to/redis-server",
-            pytrace=False,
-        )
     try:
-        out = subprocess.run(
-            [executable, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        ).stdout
-    except OSError as exc:
-        error: OSError | None = exc
-    else:
-        error = None
-    if error is not None:  # failing outside the except block keeps the report to one line
-        where = f"{REDIS_SERVER_ENV}={configured}" if configured else executable
-        pytest.fail(f"cannot run redis-server ({where}): {error}", pytrace=False)
-    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
-    if match is None or int(match.group(1)) < MIN_REDIS_MAJOR:
-        found = match.group(0)[2:] if match else f"unrecognised version output {out.strip()!r}"
-        pytest.fail(
-            f"Relier needs redis-server {MIN_REDIS_MAJOR}+, but {executable} is {found}; "
-            "install a newer Redis (`sudo apt-get install -y redis-server` on Debian 12+) "
-            f"or point {REDIS_SERVER_ENV} at one",
-            pytrace=False,
-        )
-    return executable
+        return find_redis_server()
+    except LocalRedisError as exc:
+        error = str(exc)
+    pytest.fail(error, pytrace=False)
 
 
-# --- Redis -------------------------------------------------------------------------------
+class RedisServer(LocalRedis):
+    """A private ``redis-server`` (see :class:`relier.localredis.LocalRedis`).
 
-
-class RedisServer:
-    """A private ``redis-server`` process bound to 127.0.0.1.
-
-    The port and the data directory are fixed for the object's lifetime, so :meth:`restart`
-    brings back the same server with its AOF data (chaos tests use this to simulate a Redis
-    restart), and URLs handed to workers stay valid across restarts.
+    Start failures fail the test with the server's log tail; :meth:`start_extra` starts
+    sibling servers with other options, stopped by :meth:`shutdown`.
     """
-
-    host = "127.0.0.1"
 
     def __init__(
         self, executable: str, dir: Path, port: int | None = None, args: Sequence[str] = ()
     ) -> None:
-        self.executable = executable
-        self.dir = dir
-        self.port = port if port is not None else _free_port()
-        self.args = tuple(args)
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(dir, port=port, args=args, executable=executable)
         self._extras: list[RedisServer] = []
 
-    def __repr__(self) -> str:
-        state = "running" if self.is_running() else "stopped"
-        return f"<RedisServer {self.url} dir={self.dir} {state}>"
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        """The server's log file (``redis.log`` in its directory)."""
-        return self.dir / "redis.log"
-
-    def is_running(self) -> bool:
-        """True while the server process is alive."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def client(self, **kwargs: Any) -> redis.Redis:
-        """Returns a new ``redis.Redis`` for this server (``decode_responses=False``).
-
-        Keyword arguments are passed to ``redis.Redis`` and override the defaults.
-        """
-        import redis
-
-        options: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
-            "db": 0,
-            "decode_responses": False,
-            **kwargs,
-        }
-        return redis.Redis(**options)
-
     def start(self) -> None:
-        """Starts the server (no-op if it is running) and waits until it answers PING.
-
-        Fails the test with the log tail if it does not answer within 10 s.
-        """
-        if self.is_running():
+        """Start the server and wait for PING; fails the test with the log tail otherwise."""
+        try:
+            super().start()
+        except LocalRedisError as exc:
+            error = str(exc)
+        else:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            self.executable,
-            "--port", str(self.port),
-            "--dir", str(self.dir),
-            "--logfile", str(self.log_path),
-            *_REDIS_BASE_ARGS,
-            *self.args,
-        ]  # fmt: skip
-        # Errors in the arguments are printed before the log file is opened: keep them too.
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.dir,
-                preexec_fn=_die_with_parent(),
-            )
-        deadline = time.monotonic() + _PING_TIMEOUT
-        while not _ping(self.host, self.port):
-            code = self.proc.poll()
-            if code is not None or time.monotonic() > deadline:
-                reason = f"exited with code {code}" if code is not None else "did not answer PING"
-                self.stop()
-                pytest.fail(
-                    f"redis-server on port {self.port} {reason} within {_PING_TIMEOUT:.0f} s; "
-                    f"last lines of {self.log_path}:\n{_tail(self.log_path)}",
-                    pytrace=False,
-                )
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Shuts the server down gracefully (SIGTERM: the AOF is fsynced), SIGKILL after 10 s.
-
-        No-op if it is not running. Servers from :meth:`start_extra` are not affected.
-        """
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.wait()
-
-    def kill(self) -> None:
-        """SIGKILLs the server (writes from the last second may be lost, as in a crash)."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        """Stops and starts the server on the same port and directory; AOF data survives."""
-        self.stop()
-        self.start()
+        pytest.fail(error, pytrace=False)
 
     def start_extra(self, *args: str) -> RedisServer:
-        """Starts another server on its own port and directory with extra redis-server args.
+        """Start another server on its own port and directory with extra arguments.
 
         The args are appended to the defaults, so they override them, e.g.
-        ``redis_server.start_extra("--appendonly", "no")``. The server is stopped when this
-        one is shut down at the end of the session, or earlier with its own :meth:`stop`.
+        ``redis_server.start_extra("--appendonly", "no")``. It is stopped with this one at the
+        end of the session, or earlier with its own :meth:`stop`.
         """
         n = len(self._extras) + 1
-        extra = RedisServer(self.executable, self.dir.with_name(f"{self.dir.name}-extra{n}"))
-        extra.args = args
+        extra = RedisServer(
+            self.executable, self.dir.with_name(f"{self.dir.name}-extra{n}"), args=args
+        )
         self._extras.append(extra)
         extra.start()
         return extra
 
     def shutdown(self) -> None:
-        """Stops this server and every server from :meth:`start_extra`."""
+        """Stop this server and every server from :meth:`start_extra`."""
         for extra in self._extras:
             extra.shutdown()
         self.stop()
@@ -323,7 +134,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
                 server.start()
                 break
             except pytest.fail.Exception:
-                if attempt == 2 or "Address already in use" not in _tail(server.log_path):
+                if attempt == 2 or "Address already in use" not in tail(server.log_path):
                     raise
         assert server is not None
         yield server
@@ -371,7 +182,7 @@ class WorkerProcess:
 
     def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of :meth:`log`."""
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
     def is_alive(self) -> bool:
         """True while the main worker process runs."""
@@ -497,7 +308,7 @@ class WorkerFactory:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         worker = WorkerProcess(proc, log_path, f"w{n}@{socket.gethostname()}")
         self.workers.append(worker)
