@@ -85,7 +85,7 @@ class Connections:
     def sync(self) -> redis.Redis:
         """The process's sync client."""
         if self._sync is None:
-            self._sync = redis.Redis.from_url(self.settings.redis_url, **self._options())  # type: ignore[arg-type]
+            self._sync = redis.Redis.from_url(self.settings.redis_url, **self._options())
         return self._sync
 
     async def for_loop(self) -> redis.asyncio.Redis:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .connection import translate_errors, translate_errors_async
@@ -21,8 +22,10 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "DEAD", "CANCELLED"})
 _MAX_BLOCK = 1.0
 
 
-def _text(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class TaskHandle:
@@ -55,14 +58,14 @@ class TaskHandle:
     def _fields(self) -> tuple[str, ...]:
         return ("state", "result", "reason", "error")
 
-    def _outcome(self, row: list[bytes | None]) -> tuple[bool, Any]:
+    def _outcome(self, row: Sequence[bytes | str | None]) -> tuple[bool, Any]:
         state = row[0]
         if state is None:
             raise TaskNotFoundError(
                 f"no task {self.id} in the journal (never pushed here, or finished more than "
                 "RELIER_RESULT_TTL seconds ago)"
             )
-        name = state.decode()
+        name = _text(state)
         if name == "SUCCEEDED":
             return True, json.loads(row[1] or b"null")
         if name in TERMINAL_STATES:
@@ -80,8 +83,9 @@ class TaskHandle:
         """Async :meth:`state`."""
         r = self._relier
         async with translate_errors_async(r.settings.redis_url):
-            value = await (await r.connections.for_loop()).hget(r.keys.task(self.id).job, "state")
-        return value.decode() if value else "MISSING"
+            client = await r.connections.for_loop()
+            value = await client.hget(r.keys.task(self.id).job, "state")
+        return _text(value) or "MISSING"
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the task ends; return its result.
@@ -116,7 +120,8 @@ class TaskHandle:
         """Async :meth:`result`; same arguments and errors."""
         r = self._relier
         tk = r.keys.task(self.id)
-        client = await r.connections.for_loop()
+        # Typed as Any: redis-py's stubs say BLMOVE takes whole seconds; Redis 6+ takes decimals.
+        client: Any = await r.connections.for_loop()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         async with translate_errors_async(r.settings.redis_url):

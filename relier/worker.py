@@ -156,7 +156,7 @@ worker_ready.connect(_on_ready, weak=False)
 
 def install(app: Celery, relier: Relier) -> None:
     """Attach ``relier`` to ``app`` and add the worker bootstep (once per app)."""
-    app._relier = relier  # type: ignore[attr-defined]
+    app._relier = relier
     if not getattr(app, "_relier_step", False):
         app.steps["worker"].add(RelierStep)
-        app._relier_step = True  # type: ignore[attr-defined]
+        app._relier_step = True
