@@ -1,11 +1,16 @@
 -- claim: a worker takes a delivered task to run it, starting a new attempt.
 -- Only PENDING or RESERVED tasks can be claimed, so a duplicate delivery of a
--- task that runs, ran, waits for a retry or is dead is dropped here.
+-- task that runs, ran, waits for a retry or is dead is dropped here; so is
+-- any delivery to a worker that is draining for shutdown (it handed the
+-- task back already).
 --
--- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist
--- ARGV[1] = owner (node:pid)   ARGV[2] = now (ms)   ARGV[3] = history_max
+-- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:owned:<worker>
+-- KEYS[4] = rl:draining:<worker>
+-- ARGV[1] = task id         ARGV[2] = worker id       ARGV[3] = pid
+-- ARGV[4] = now (ms)        ARGV[5] = history_max
 -- returns {"run", fence, attempt, envelope, progress or false}
---      or {"drop", state}     (state "MISSING" when no journal entry)
+--      or {"drop", state}     (state "MISSING" when no journal entry,
+--                              "DRAINING" when the worker is shutting down)
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   return {'drop', 'MISSING'}
@@ -13,12 +18,16 @@ end
 if state ~= 'PENDING' and state ~= 'RESERVED' then
   return {'drop', state}
 end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'drop', 'DRAINING'}
+end
 local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[1],
-  'started', ARGV[2], 'updated', ARGV[2])
-redis.call('RPUSH', KEYS[2], cjson.encode(
-  {t = tonumber(ARGV[2]), e = 'started', owner = ARGV[1], attempt = attempt, fence = fence}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[2], 'pid', ARGV[3],
+  'started', ARGV[4], 'updated', ARGV[4])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[4]), e = 'started',
+  owner = ARGV[2], pid = tonumber(ARGV[3]), attempt = attempt, fence = fence}))
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
 local job = redis.call('HMGET', KEYS[1], 'env', 'progress')
 return {'run', fence, attempt, job[1], job[2]}

@@ -3,8 +3,9 @@
 -- is recorded in the history.
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
+-- KEYS[4] = rl:owned:<worker running the attempt>
 -- ARGV[1] = fence           ARGV[2] = result JSON     ARGV[3] = now (ms)
--- ARGV[4] = result_ttl (s)  ARGV[5] = history_max
+-- ARGV[4] = result_ttl (s)  ARGV[5] = history_max     ARGV[6] = task id
 -- returns 1 committed, 0 refused (stale fence or not RUNNING)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local now = tonumber(ARGV[3])
@@ -18,7 +19,8 @@ if job[1] ~= 'RUNNING' or job[2] ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'result', ARGV[2],
   'finished', ARGV[3], 'updated', ARGV[3])
-redis.call('HDEL', KEYS[1], 'owner')
+redis.call('HDEL', KEYS[1], 'owner', 'pid')
+redis.call('SREM', KEYS[4], ARGV[6])
 redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'succeeded', fence = tonumber(ARGV[1])}))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
 redis.call('DEL', KEYS[3])

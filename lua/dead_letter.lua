@@ -5,6 +5,7 @@
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
 -- KEYS[4] = rl:schedule     KEYS[5] = rl:dlq
+-- KEYS[6] = rl:owned:<worker that refuses it>
 -- ARGV[1] = task id         ARGV[2] = now (ms)        ARGV[3] = reason
 -- ARGV[4] = error text      ARGV[5] = history_max     ARGV[6] = fence or ""
 --           (a claimed attempt passes its fence: RUNNING is accepted then)
@@ -21,7 +22,8 @@ end
 local now = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'DEAD', 'reason', ARGV[3], 'error', ARGV[4],
   'finished', ARGV[2], 'updated', ARGV[2])
-redis.call('HDEL', KEYS[1], 'owner')
+redis.call('HDEL', KEYS[1], 'owner', 'pid')
+redis.call('SREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[5], now, ARGV[1])
 redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'dead', reason = ARGV[3], error = ARGV[4]}))

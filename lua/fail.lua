@@ -4,6 +4,7 @@
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
 -- KEYS[4] = rl:schedule     KEYS[5] = rl:dlq
+-- KEYS[6] = rl:owned:<worker running the attempt>
 -- ARGV[1] = task id         ARGV[2] = fence           ARGV[3] = now (ms)
 -- ARGV[4] = retry due (ms), 0 = dead letter           ARGV[5] = reason
 -- ARGV[6] = error text      ARGV[7] = traceback       ARGV[8] = history_max
@@ -20,7 +21,8 @@ if job[1] ~= 'RUNNING' or job[2] ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'error', ARGV[6], 'tb', ARGV[7], 'updated', ARGV[3])
-redis.call('HDEL', KEYS[1], 'owner')
+redis.call('HDEL', KEYS[1], 'owner', 'pid')
+redis.call('SREM', KEYS[6], ARGV[1])
 local due = tonumber(ARGV[4])
 if due > 0 then
   redis.call('HSET', KEYS[1], 'state', 'RETRYING', 'due', ARGV[4])

@@ -63,6 +63,25 @@ class RelierSettings(BaseSettings):
     scan_interval_ms: int = Field(
         500, ge=50, description="How often workers move due retries and look for dead leases."
     )
+    max_resurrections: int = Field(
+        3,
+        ge=1,
+        description="A task whose own crash (its pool process died, or its worker died "
+        "running only it) resurrects it this many times goes to the DLQ as a poison pill.",
+    )
+    max_worker_deaths: int = Field(
+        10,
+        ge=1,
+        description="Whole-worker deaths, with other tasks running beside it, that a task may "
+        "be caught in before it is quarantined. Kept far above max_resurrections: such a "
+        "death cannot say which task caused it.",
+    )
+    shutdown_grace: float = Field(
+        25.0,
+        ge=0,
+        description="Seconds a SIGTERMed worker lets running tasks finish before handing them "
+        "back; keep it below the platform's kill window (Kubernetes 30 s, Docker 10 s).",
+    )
     socket_timeout: float = Field(
         5.0, gt=0, description="Seconds a Redis command may take before it is an error."
     )

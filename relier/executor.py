@@ -70,7 +70,9 @@ def _patiently(what: str, fn: Callable[[], T]) -> T:
 
 
 def _owner(request: Any) -> str:
-    return f"{getattr(request, 'hostname', None) or 'worker'}/{os.getpid()}"
+    from .worker import current_worker_id
+
+    return current_worker_id(f"{getattr(request, 'hostname', None) or 'worker'}#{os.getpid()}")
 
 
 def execute(
@@ -82,9 +84,10 @@ def execute(
     relier = task.relier or current()
     task_id = str(request.id)
     written_by_relier = list(args) == [task_id] and not kwargs
+    owner = _owner(request)
     try:
         claim = _patiently(
-            "claim", lambda: relier.scripts.claim(task_id, _owner(request), now_ms())
+            "claim", lambda: relier.scripts.claim(task_id, owner, now_ms(), os.getpid())
         )
     except _TRANSIENT as exc:
         from celery.exceptions import Reject
@@ -117,13 +120,16 @@ def execute(
             task.name,
             task_id,
         )
-    _run_attempt(relier, task, task_id, claim.fence, claim.attempt, claim.envelope, claim.progress)
+    _run_attempt(
+        relier, task, task_id, owner, claim.fence, claim.attempt, claim.envelope, claim.progress
+    )
 
 
 def _run_attempt(
     relier: Relier,
     task: RlTask[Any, Any],
     task_id: str,
+    owner: str,
     fence: int,
     attempt: int,
     raw_envelope: bytes,
@@ -134,7 +140,7 @@ def _run_attempt(
     def dead(reason: Reason, error: str) -> None:
         _patiently(
             "dead_letter",
-            lambda: scripts.dead_letter(task_id, now_ms(), reason, error, fence),
+            lambda: scripts.dead_letter(task_id, now_ms(), reason, error, fence, owner),
         )
         log.error("relier: %s[%s] moved to the DLQ (%s): %s", task.name, task_id, reason, error)
 
@@ -177,7 +183,7 @@ def _run_attempt(
         log.warning("relier: %s[%s] stopped: %s", task.name, task_id, exc)
         return
     except Exception as exc:
-        _fail(relier, task, task_id, fence, attempt, exc)
+        _fail(relier, task, task_id, owner, fence, attempt, exc)
         return
 
     try:
@@ -187,7 +193,9 @@ def _run_attempt(
         return
     committed = _patiently(
         "complete",
-        lambda: scripts.complete(task_id, fence, result, now_ms(), relier.settings.result_ttl),
+        lambda: scripts.complete(
+            task_id, fence, result, now_ms(), relier.settings.result_ttl, owner
+        ),
     )
     if not committed:
         log.warning(
@@ -202,6 +210,7 @@ def _fail(
     relier: Relier,
     task: RlTask[Any, Any],
     task_id: str,
+    owner: str,
     fence: int,
     attempt: int,
     exc: Exception,
@@ -235,7 +244,7 @@ def _fail(
         )
     outcome = _patiently(
         "fail",
-        lambda: relier.scripts.fail(task_id, fence, now_ms(), due, reason, error, tb),
+        lambda: relier.scripts.fail(task_id, fence, now_ms(), due, reason, error, tb, owner),
     )
     if outcome == 0:
         log.warning(

@@ -20,9 +20,23 @@ key                         type    written by      lifetime
                                                     countdown pushes
 ``rl:dlq``                  zset    fail,           member = task id, score =
                                     dead_letter     time it died (ms)
-``rl:worker:<node>``        string  worker          lease: PX lease_ttl_ms,
-                                                    renewed by the worker
+``rl:worker:<wid>``         string  worker          lease: PX lease_ttl_ms,
+                                                    renewed by the worker's
+                                                    main process
+``rl:workers``              zset    worker,         member = worker id, score =
+                                    resurrector     start time (ms); removed
+                                                    once its work is reaped
+``rl:owned:<wid>``          set     reserve, claim, task ids a worker owns
+                                    complete, fail, (RESERVED or RUNNING);
+                                    resurrect       deleted once reaped
+``rl:draining:<wid>``       string  worker          set while a worker shuts
+                                                    down: its claims refuse
+``rl:leader``               string  resurrector     the resurrector lock; PX
 ==========================  ======  ==============  ==========================
+
+``<wid>`` is a worker *incarnation* id (node name, pid, random suffix), so a
+worker restarted under the same node name never inherits or hides the work
+of the one before it.
 
 The Celery queue list a task is published to is kombu's key (the queue name,
 plus kombu's ``global_keyprefix`` if set); dispatch and requeue LPUSH to it.
@@ -63,12 +77,22 @@ class Keys:
     def dlq(self) -> str:
         return f"{self.prefix}:dlq"
 
-    def worker(self, node: str) -> str:
-        return f"{self.prefix}:worker:{node}"
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
 
     @property
-    def worker_pattern(self) -> str:
-        return f"{self.prefix}:worker:*"
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def owned(self, worker_id: str) -> str:
+        return f"{self.prefix}:owned:{worker_id}"
+
+    def draining(self, worker_id: str) -> str:
+        return f"{self.prefix}:draining:{worker_id}"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}:leader"
 
     def queue(self, name: str) -> str:
         """kombu's list for ``name`` at priority 0 (what Celery workers BRPOP)."""

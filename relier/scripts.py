@@ -37,7 +37,10 @@ SCRIPT_NAMES = (
     "dead_letter",
     "dispatch",
     "fail",
+    "leader",
     "requeue",
+    "reserve",
+    "resurrect",
 )
 
 
@@ -127,15 +130,25 @@ class _Args:
             ],
         )
 
-    def claim(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
+    def claim(self, task_id: str, owner: str, now: int, pid: int) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
-        return [tk.job, tk.hist], [owner, now, self.hmax]
+        return (
+            [tk.job, tk.hist, self.keys.owned(owner), self.keys.draining(owner)],
+            [task_id, owner, pid, now, self.hmax],
+        )
+
+    def reserve(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist, self.keys.owned(owner)], [task_id, owner, now, self.hmax]
 
     def complete(
-        self, task_id: str, fence: int, result: bytes, now: int, ttl: int
+        self, task_id: str, fence: int, result: bytes, now: int, ttl: int, owner: str
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
-        return [tk.job, tk.hist, tk.done], [fence, result, now, ttl, self.hmax]
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.owned(owner)],
+            [fence, result, now, ttl, self.hmax, task_id],
+        )
 
     def fail(
         self,
@@ -146,21 +159,44 @@ class _Args:
         reason: str,
         error: str,
         traceback: str,
+        owner: str,
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq],
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner)],
             [task_id, fence, now, retry_due, reason, error, traceback, self.hmax],
         )
 
     def dead_letter(
-        self, task_id: str, now: int, reason: str, error: str, fence: int | None
+        self, task_id: str, now: int, reason: str, error: str, fence: int | None, owner: str
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq],
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner)],
             [task_id, now, reason, error, self.hmax, "" if fence is None else fence],
         )
+
+    def resurrect(
+        self,
+        task_id: str,
+        owner: str,
+        queue: str,
+        now: int,
+        delivery_tag: str,
+        kind: str,
+        max_resurrections: int,
+        worker_death_limit: int,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.owned(owner), self.keys.queue(queue), self.keys.dlq,
+             tk.done],
+            [task_id, owner, now, delivery_tag, kind, max_resurrections, worker_death_limit,
+             self.hmax],
+        )  # fmt: skip
+
+    def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.leader], [candidate, ttl_ms]
 
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str
@@ -199,20 +235,75 @@ class Scripts:
         """Queue a dispatch on a pipeline (the caller executes it)."""
         self._call("dispatch", self.args.dispatch(*a), pipe)
 
-    def claim(self, task_id: str, owner: str, now: int) -> Claim:
-        return _claim_result(self._call("claim", self.args.claim(task_id, owner, now)))
+    def claim(self, task_id: str, owner: str, now: int, pid: int = 0) -> Claim:
+        """Start an attempt on worker ``owner`` (its incarnation id), or drop."""
+        return _claim_result(self._call("claim", self.args.claim(task_id, owner, now, pid)))
 
-    def complete(self, task_id: str, fence: int, result: bytes, now: int, ttl: int) -> bool:
-        return bool(self._call("complete", self.args.complete(task_id, fence, result, now, ttl)))
+    def reserve(self, task_id: str, owner: str, now: int) -> str:
+        """Mark a received, not yet started task as owned by ``owner``; the new state."""
+        return _text(self._call("reserve", self.args.reserve(task_id, owner, now)))
 
-    def fail(self, *a: Any) -> int:
-        return int(self._call("fail", self.args.fail(*a)))
+    def complete(
+        self, task_id: str, fence: int, result: bytes, now: int, ttl: int, owner: str = ""
+    ) -> bool:
+        """Commit a success under ``fence``; False when the fence is stale."""
+        built = self.args.complete(task_id, fence, result, now, ttl, owner)
+        return bool(self._call("complete", built))
+
+    def fail(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        retry_due: int,
+        reason: str,
+        error: str,
+        traceback: str,
+        owner: str = "",
+    ) -> int:
+        """Record a failed attempt: 1 retry scheduled, 2 dead-lettered, 0 stale fence."""
+        built = self.args.fail(task_id, fence, now, retry_due, reason, error, traceback, owner)
+        return int(self._call("fail", built))
 
     def dead_letter(
-        self, task_id: str, now: int, reason: str, error: str, fence: int | None = None
+        self,
+        task_id: str,
+        now: int,
+        reason: str,
+        error: str,
+        fence: int | None = None,
+        owner: str = "",
     ) -> bool:
-        raw = self._call("dead_letter", self.args.dead_letter(task_id, now, reason, error, fence))
-        return bool(int(raw[0]))
+        """Move a task that cannot run to the DLQ; False when its state forbids it."""
+        built = self.args.dead_letter(task_id, now, reason, error, fence, owner)
+        return bool(int(self._call("dead_letter", built)[0]))
+
+    def resurrect(
+        self,
+        task_id: str,
+        owner: str,
+        queue: str,
+        now: int,
+        delivery_tag: str,
+        kind: str,
+        max_resurrections: int,
+        worker_death_limit: int,
+        client: Any = None,
+    ) -> Any:
+        """Put a task ``owner`` holds back in its queue (or in the DLQ as a poison pill).
+
+        Returns ``[outcome, detail]`` with outcome ``requeued``, ``dead`` or
+        ``skipped`` (the raw reply when queued on a pipeline).
+        """
+        built = self.args.resurrect(
+            task_id, owner, queue, now, delivery_tag, kind, max_resurrections, worker_death_limit
+        )
+        raw = self._call("resurrect", built, client)
+        return raw if client is not None else [_text(raw[0]), _text(raw[1])]
+
+    def leader(self, candidate: str, ttl_ms: int) -> bool:
+        """Take or keep the resurrector lock; True when ``candidate`` holds it."""
+        return bool(self._call("leader", self.args.leader(candidate, ttl_ms)))
 
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None

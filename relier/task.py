@@ -123,7 +123,7 @@ class RlTask(_Pusher[P, R]):
 
             execute(task, celery_task.request, args, kwargs)
 
-        run.__name__ = self.fn.__name__
+        run.__name__ = self.fn.__name__ if self.fn.__name__.isidentifier() else "run"
         run.__module__ = self.fn.__module__
         options = {
             "name": self.name,

@@ -1,41 +1,67 @@
 """Relier inside a Celery worker's main process.
 
-:func:`install` adds a bootstep to a Celery app. In each worker it runs
-preflight before the pool starts (so a worker on an unsafe Redis refuses to
-start), then one background thread in the main process that renews the
-worker's lease and publishes due retries; it also turns Celery's "unknown
-task" rejections into DLQ entries. The main process, never a pool child,
-does this: a pool child busy in a C extension holding the GIL cannot run a
-thread, and a stalled lease would be taken for a dead worker.
+:func:`install` adds a bootstep to a Celery app. In each worker it:
+
+* runs preflight before the pool starts, so a worker on an unsafe Redis
+  refuses to start;
+* gives the worker an incarnation id before the pool forks, so pool
+  processes claim tasks in its name;
+* starts one thread in the *main* process that renews the lease, runs the
+  resurrector (behind its leader lock) and watches the shutdown drain. The
+  main process, never a pool process, renews: a pool process busy in a C
+  extension holding the GIL cannot run a thread, and a stalled lease would
+  be taken for a dead worker;
+* reserves each received task in the journal (``reserve.lua``), so a task
+  prefetched but not started is owned and comes back if the worker dies;
+* re-queues a task at once when the pool process running it dies (the fast
+  path; Celery reports it as ``WorkerLostError``);
+* turns "unknown task" rejections into DLQ entries.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import bootsteps
-from celery.signals import task_unknown, worker_ready
+from celery.signals import (
+    task_failure,
+    task_received,
+    task_unknown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from .clock import now_ms
 from .dlq import Reason
+from .leases import Lease, new_worker_id
+from .message import new_delivery_tag
 from .preflight import require
-from .scheduler import promote_due
+from .resurrector import Resurrector, take_back
+from .shutdown import Drain
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from .app import Relier
 
-__all__ = ["READY_LINE", "WorkerService", "install"]
+__all__ = ["READY_LINE", "WorkerService", "current_worker_id", "install"]
 
 log = logging.getLogger("relier.worker")
 READY_LINE = "Relier worker ready"
+
+# Set in the main process before the pool forks, so every pool process
+# inherits its worker's incarnation id.
+_worker_id: str | None = None
+_service: WorkerService | None = None
+
+
+def current_worker_id(fallback: str) -> str:
+    """This process's worker incarnation id (``fallback`` outside a Relier worker)."""
+    return _worker_id or fallback
 
 
 def _relier_of(app: Any) -> Relier:
@@ -46,32 +72,42 @@ def _relier_of(app: Any) -> Relier:
 
 
 class WorkerService:
-    """The main-process thread: lease renewal and due-task promotion."""
+    """The main-process thread: lease, resurrector, shutdown drain."""
 
-    def __init__(self, relier: Relier, node: str) -> None:
+    def __init__(self, relier: Relier, worker_id: str, node: str) -> None:
         self.relier = relier
-        self.node = node
+        self.worker_id = worker_id
+        self.lease = Lease(relier, worker_id, node)
+        self.resurrector = Resurrector(relier, worker_id)
+        self.drain = Drain(relier, worker_id)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relier-worker", daemon=True)
         self._failing = False
+        self._pending_cold: bool | None = None
 
     def start(self) -> None:
-        self._renew_lease()
+        self.lease.register()
         self._thread.start()
 
-    def stop(self) -> None:
+    def begin_drain(self, cold: bool) -> None:
+        """Called from Celery's shutdown signal handler: let the thread act now."""
+        self._pending_cold = cold
+        self._wake.set()
+
+    def finish(self) -> None:
+        """The worker is exiting: hand back anything still owned, drop the lease."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         try:
-            self.relier.redis.delete(self.relier.keys.worker(self.node))
-        except Exception as exc:  # shutdown must go on even with Redis down
-            log.warning("relier: could not drop the lease of %s: %s", self.node, exc)
-
-    def _renew_lease(self) -> None:
-        s = self.relier.settings
-        value = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "renewed": now_ms()})
-        self.relier.redis.set(self.relier.keys.worker(self.node), value, px=s.lease_ttl_ms)
+            requeued, _ = take_back(self.relier, self.worker_id, "handoff")
+            if requeued:
+                log.warning("relier: handed back %d tasks at exit", requeued)
+            self.lease.release()
+        except Exception as exc:  # the lease expires anyway; the resurrector finishes
+            log.warning("relier: cleanup at exit failed (%s); the resurrector will finish", exc)
 
     def _run(self) -> None:
         s = self.relier.settings
@@ -79,13 +115,20 @@ class WorkerService:
         while not self._stop.is_set():
             now = time.monotonic()
             try:
+                if self._wake.is_set():
+                    self._wake.clear()
+                    cold = self._pending_cold
+                    if cold is not None:
+                        self._pending_cold = None
+                        self.drain.begin(cold)
                 if now >= next_lease:
-                    self._renew_lease()
+                    self.lease.renew()
                     next_lease = now + s.lease_renew_ms / 1000
                 if now >= next_scan:
-                    while promote_due(self.relier) == 500:
-                        pass
+                    self.resurrector.tick()
                     next_scan = now + s.scan_interval_ms / 1000
+                if self.drain.active:
+                    self.drain.poll()
                 if self._failing:
                     log.warning("relier: Redis is reachable again")
                     self._failing = False
@@ -95,48 +138,101 @@ class WorkerService:
                 if not self._failing:
                     log.warning("relier: worker background work failed: %s", exc)
                     self._failing = True
-            self._stop.wait(min(next_lease, next_scan) - time.monotonic())
+            wait = min(next_lease, next_scan) - time.monotonic()
+            if self.drain.active:
+                wait = min(wait, 0.05)
+            self._wake.wait(max(wait, 0.0))
 
 
 class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Celery worker bootstep: preflight, then the :class:`WorkerService`."""
+    """Celery worker bootstep: preflight and identity, then the :class:`WorkerService`."""
 
     label = "Relier"
     requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
+        global _worker_id
         super().__init__(worker, **kwargs)
         self.relier = _relier_of(worker.app)
-        self.service: WorkerService | None = None
         if self.relier.settings.preflight:
             require(self.relier.redis, self.relier.settings.redis_url)
         else:
             log.warning("relier: RELIER_PREFLIGHT is off; Redis durability is not checked")
+        _worker_id = new_worker_id(worker.hostname)
+        # Celery waits this long for a dead pool process's result before it
+        # reports WorkerLostError; the journal knows whether the task
+        # committed, so the fast path need not wait.
+        worker.app.conf.worker_lost_wait = 0.1
+        if hasattr(worker, "worker_lost_wait"):
+            worker.worker_lost_wait = 0.1
 
     def start(self, worker: Any) -> None:
-        self.service = WorkerService(self.relier, worker.hostname)
-        self.service.start()
+        global _service
+        assert _worker_id is not None
+        _service = WorkerService(self.relier, _worker_id, worker.hostname)
+        _service.start()
 
     def stop(self, worker: Any) -> None:
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
+        # Celery stops bootsteps before it waits for the pool to finish:
+        # the lease must outlive the running tasks, so the service keeps
+        # going until worker_shutdown.
+        pass
 
-    shutdown = stop
+
+def _ours(app: Any) -> Relier | None:
+    return getattr(app, "_relier", None) if app is not None else None
+
+
+def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    relier = _ours(getattr(sender, "app", None))
+    if relier is None or _worker_id is None or request is None:
+        return
+    from .app import registry
+
+    if request.name not in registry():
+        return
+    try:
+        relier.scripts.reserve(request.id, _worker_id, now_ms())
+    except Exception as exc:
+        # Unreserved is still safe: the claim takes ownership when it starts.
+        log.warning("relier: could not reserve %s[%s]: %s", request.name, request.id, exc)
+
+
+def _on_failure(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
+    from billiard.exceptions import WorkerLostError
+
+    if not isinstance(exception, WorkerLostError) or _worker_id is None:
+        return
+    relier = _ours(getattr(sender, "app", None))
+    if relier is None or not task_id:
+        return
+    s = relier.settings
+    try:
+        queue = relier.redis.hget(relier.keys.task(task_id).job, "queue")
+        outcome, detail = relier.scripts.resurrect(
+            task_id, _worker_id, (queue or b"celery").decode(), now_ms(), new_delivery_tag(),
+            "child", s.max_resurrections, s.max_worker_deaths,
+        )  # fmt: skip
+    except Exception as exc:
+        log.error("relier: could not resurrect %s after its process died: %s", task_id, exc)
+        return
+    if outcome == "requeued":
+        log.warning("relier: pool process died running %s; re-queued it", task_id)
+    elif outcome == "dead":
+        log.error("relier: %s killed its process %s times: moved to the DLQ (poison_pill)",
+                  task_id, detail)  # fmt: skip
 
 
 def _on_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:
-    app = getattr(sender, "app", None)
-    if app is None or not getattr(app, "_relier", None) or not id:
+    relier = _ours(getattr(sender, "app", None))
+    if relier is None or not id:
         return
-    relier = _relier_of(app)
     try:
         moved = relier.scripts.dead_letter(
-            id,
-            now_ms(),
-            Reason.UNKNOWN_TASK,
+            id, now_ms(), Reason.UNKNOWN_TASK,
             f"no task named {name!r} is registered on worker {getattr(sender, 'hostname', '?')}",
-        )
+            owner=_worker_id or "",
+        )  # fmt: skip
     except Exception as exc:
         log.error("relier: could not dead-letter unknown task %s[%s]: %s", name, id, exc)
         return
@@ -145,13 +241,28 @@ def _on_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) -> N
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
-    app = getattr(sender, "app", None)
-    if app is not None and getattr(app, "_relier", None):
-        log.info("%s: %s", READY_LINE, getattr(sender, "hostname", "?"))
+    if _ours(getattr(sender, "app", None)) is not None:
+        log.info("%s: %s (%s)", READY_LINE, getattr(sender, "hostname", "?"), _worker_id)
 
 
+def _on_shutting_down(how: str = "Warm", **_: Any) -> None:
+    if _service is not None:
+        _service.begin_drain(cold=how != "Warm")
+
+
+def _on_shutdown(**_: Any) -> None:
+    global _service
+    if _service is not None:
+        _service.finish()
+        _service = None
+
+
+task_received.connect(_on_received, weak=False)
+task_failure.connect(_on_failure, weak=False)
 task_unknown.connect(_on_unknown, weak=False)
 worker_ready.connect(_on_ready, weak=False)
+worker_shutting_down.connect(_on_shutting_down, weak=False)
+worker_shutdown.connect(_on_shutdown, weak=False)
 
 
 def install(app: Celery, relier: Relier) -> None:

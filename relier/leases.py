@@ -1,0 +1,116 @@
+"""Worker leases: how the cluster knows which workers are alive.
+
+Each worker incarnation holds one key, ``rl:worker:<wid>``, with a short
+PX TTL (``RELIER_LEASE_TTL_MS``) that its main process renews every
+``RELIER_LEASE_RENEW_MS``; it is listed in ``rl:workers`` from start until
+its work has been reaped. Redis load is one SET per worker per renewal,
+whatever the number of tasks in flight. A worker whose key has expired is
+dead: the resurrector takes back everything in its ``rl:owned:<wid>`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .clock import now_ms
+
+if TYPE_CHECKING:
+    from .app import Relier
+
+__all__ = ["Lease", "WorkerInfo", "list_workers", "new_worker_id"]
+
+
+def new_worker_id(node: str) -> str:
+    """A worker incarnation id: node name, pid and a random suffix."""
+    return f"{node}#{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Lease:
+    """The lease of one worker incarnation."""
+
+    def __init__(self, relier: Relier, worker_id: str, node: str) -> None:
+        self.relier = relier
+        self.worker_id = worker_id
+        self.node = node
+        self.started = now_ms()
+        self._value = json.dumps(
+            {
+                "node": node,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": self.started,
+            }
+        )
+
+    def register(self) -> None:
+        """Take the lease and list the worker in ``rl:workers``."""
+        keys = self.relier.keys
+        with self.relier.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.worker(self.worker_id), self._value, px=self.relier.settings.lease_ttl_ms)
+            pipe.zadd(keys.workers, {self.worker_id: self.started})
+            pipe.execute()
+
+    def renew(self) -> None:
+        """Extend the lease by a full TTL."""
+        self.relier.redis.set(
+            self.relier.keys.worker(self.worker_id),
+            self._value,
+            px=self.relier.settings.lease_ttl_ms,
+        )
+
+    def release(self) -> None:
+        """Drop the lease and the listing (only once the worker owns nothing)."""
+        keys = self.relier.keys
+        with self.relier.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.worker(self.worker_id), keys.draining(self.worker_id))
+            pipe.zrem(keys.workers, self.worker_id)
+            pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One listed worker incarnation."""
+
+    worker_id: str
+    alive: bool
+    node: str
+    host: str
+    pid: int
+    started_ms: int
+    lease_ttl_ms: int
+    owned: int
+
+
+def list_workers(relier: Relier) -> list[WorkerInfo]:
+    """Every worker in ``rl:workers``: alive ones and dead ones not yet reaped."""
+    client = relier.redis
+    keys = relier.keys
+    ids = [i.decode() for i in client.zrange(keys.workers, 0, -1)]
+    with client.pipeline(transaction=False) as pipe:
+        for wid in ids:
+            pipe.get(keys.worker(wid))
+            pipe.pttl(keys.worker(wid))
+            pipe.scard(keys.owned(wid))
+        raw = pipe.execute()
+    out = []
+    for n, wid in enumerate(ids):
+        value, ttl, owned = raw[3 * n : 3 * n + 3]
+        info: dict[str, Any] = json.loads(value) if value else {}
+        out.append(
+            WorkerInfo(
+                worker_id=wid,
+                alive=value is not None,
+                node=str(info.get("node", wid.split("#")[0])),
+                host=str(info.get("host", "")),
+                pid=int(info.get("pid", 0)),
+                started_ms=int(info.get("started", 0)),
+                lease_ttl_ms=max(int(ttl), 0),
+                owned=int(owned),
+            )
+        )
+    return out

@@ -1,0 +1,142 @@
+"""The resurrector: takes back the work of dead workers, publishes due retries.
+
+It runs inside every worker (in the main process's Relier thread) and as
+``rl resurrector``; the ``rl:leader`` lock (``leader.lua``) makes one of
+them active at a time, and any other takes over within a lock TTL if it
+stops. Each tick it:
+
+1. lists ``rl:workers`` and checks each lease key; for every worker whose
+   lease expired it runs ``resurrect.lua`` on each task in its owned set
+   (RESERVED and RUNNING tasks go back to their queue, counted fairly for
+   poison-pill detection), then forgets the worker;
+2. publishes scheduled tasks that are due (:func:`relier.scheduler.promote_due`).
+
+Journal entries whose publish never completed do not exist: ``dispatch.lua``
+journals and publishes in one atomic step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .clock import now_ms
+from .message import new_delivery_tag
+from .scheduler import promote_due
+
+if TYPE_CHECKING:
+    from .app import Relier
+
+__all__ = ["Resurrector", "TickReport", "take_back"]
+
+log = logging.getLogger("relier.resurrector")
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick did."""
+
+    leader: bool
+    dead_workers: int = 0
+    requeued: int = 0
+    dead_lettered: int = 0
+    promoted: int = 0
+
+
+def take_back(relier: Relier, worker_id: str, kind: str | None = None) -> tuple[int, int]:
+    """Run ``resurrect.lua`` on every task ``worker_id`` owns.
+
+    Args:
+        kind: ``handoff``/``handoff_reserved`` for a worker giving work back;
+            ``None`` for a dead worker (``worker_sole`` when it was running a
+            single task, else ``worker``).
+
+    Returns:
+        (requeued, dead-lettered as poison pills)
+    """
+    client = relier.redis
+    keys = relier.keys
+    s = relier.settings
+    owned_key = keys.owned(worker_id)
+    ids = [i.decode() for i in client.smembers(owned_key)]
+    if not ids:
+        return 0, 0
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hmget(keys.task(task_id).job, ["state", "owner", "queue"])
+        rows = pipe.execute()
+    running = sum(1 for st, ow, _ in rows if st == b"RUNNING" and ow == worker_id.encode())
+    if kind is None:
+        kind = "worker_sole" if running == 1 else "worker"
+    now = now_ms()
+    scripts = relier.scripts
+    with client.pipeline(transaction=False) as pipe:
+        for task_id, (_, _, queue) in zip(ids, rows, strict=True):
+            scripts.resurrect(
+                task_id, worker_id, (queue or b"celery").decode(), now, new_delivery_tag(), kind,
+                s.max_resurrections, s.max_worker_deaths, client=pipe,
+            )  # fmt: skip
+        replies = pipe.execute()
+    requeued = sum(1 for r in replies if r[0] == b"requeued")
+    dead = sum(1 for r in replies if r[0] == b"dead")
+    return requeued, dead
+
+
+class Resurrector:
+    """One candidate for the resurrector role (see the module docstring)."""
+
+    def __init__(self, relier: Relier, candidate_id: str) -> None:
+        self.relier = relier
+        self.candidate_id = candidate_id
+        self.is_leader = False
+
+    def _lock_ttl_ms(self) -> int:
+        s = self.relier.settings
+        return max(3 * s.scan_interval_ms, s.lease_ttl_ms)
+
+    def tick(self) -> TickReport:
+        """Take or keep the lock; if held, reap dead workers and promote due tasks."""
+        relier = self.relier
+        leader = relier.scripts.leader(self.candidate_id, self._lock_ttl_ms())
+        if leader != self.is_leader:
+            log.info("relier: %s %s the resurrector", self.candidate_id,
+                     "is now" if leader else "is no longer")  # fmt: skip
+            self.is_leader = leader
+        if not leader:
+            return TickReport(leader=False)
+        dead_workers = requeued = dead = 0
+        for worker_id in self._dead_workers():
+            r, d = take_back(relier, worker_id)
+            requeued += r
+            dead += d
+            dead_workers += 1
+            if relier.redis.scard(relier.keys.owned(worker_id)) == 0:
+                with relier.redis.pipeline(transaction=True) as pipe:
+                    pipe.zrem(relier.keys.workers, worker_id)
+                    pipe.delete(relier.keys.owned(worker_id), relier.keys.draining(worker_id))
+                    pipe.execute()
+            log.warning(
+                "relier: worker %s is dead (lease expired); resurrected %d tasks, %d poison "
+                "pills to the DLQ", worker_id, r, d,
+            )  # fmt: skip
+        promoted = 0
+        while True:
+            n = promote_due(relier, _BATCH)
+            promoted += n
+            if n < _BATCH:
+                break
+        return TickReport(True, dead_workers, requeued, dead, promoted)
+
+    def _dead_workers(self) -> list[str]:
+        client = self.relier.redis
+        keys = self.relier.keys
+        ids = [i.decode() for i in client.zrange(keys.workers, 0, -1)]
+        if not ids:
+            return []
+        with client.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.exists(keys.worker(wid))
+            alive = pipe.execute()
+        return [wid for wid, a in zip(ids, alive, strict=True) if not a]
