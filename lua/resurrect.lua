@@ -17,9 +17,10 @@
 -- ARGV[4] = delivery tag    ARGV[5] = kind: child | worker_sole | worker | handoff
 --           | handoff_reserved (handoff that leaves RUNNING tasks alone)
 -- ARGV[6] = max_resurrections    ARGV[7] = limit for whole-worker deaths
--- ARGV[8] = history_max
+-- ARGV[8] = history_max     ARGV[9] = pid of the dead pool process, or "": only a
+--           task still running in that very process moves (kind child)
 -- returns {"requeued", state before} | {"dead", count} | {"skipped", state}
-local job = redis.call('HMGET', KEYS[1], 'state', 'owner', 'msg', 'res', 'res_w')
+local job = redis.call('HMGET', KEYS[1], 'state', 'owner', 'msg', 'res', 'res_w', 'pid')
 local state, owner = job[1], job[2]
 local kind = ARGV[5]
 local movable = state == 'RESERVED' or (state == 'RUNNING' and kind ~= 'handoff_reserved')

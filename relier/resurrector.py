@@ -45,13 +45,18 @@ class TickReport:
     promoted: int = 0
 
 
-def take_back(relier: Relier, worker_id: str, kind: str | None = None) -> tuple[int, int]:
+def take_back(
+    relier: Relier, worker_id: str, kind: str | None = None, pid: int | None = None
+) -> tuple[int, int]:
     """Run ``resurrect.lua`` on every task ``worker_id`` owns.
 
     Args:
         kind: ``handoff``/``handoff_reserved`` for a worker giving work back;
+            ``child`` with ``pid`` for the tasks of one dead pool process;
             ``None`` for a dead worker (``worker_sole`` when it was running a
             single task, else ``worker``).
+        pid: with kind ``child``, the dead process: only tasks the journal
+            says run in it move.
 
     Returns:
         (requeued, dead-lettered as poison pills)
@@ -65,18 +70,21 @@ def take_back(relier: Relier, worker_id: str, kind: str | None = None) -> tuple[
         return 0, 0
     with client.pipeline(transaction=False) as pipe:
         for task_id in ids:
-            pipe.hmget(keys.task(task_id).job, ["state", "owner", "queue"])
+            pipe.hmget(keys.task(task_id).job, ["state", "owner", "queue", "pid"])
         rows = pipe.execute()
-    running = sum(1 for st, ow, _ in rows if st == b"RUNNING" and ow == worker_id.encode())
+    if pid is not None:
+        mine = [(i, r) for i, r in zip(ids, rows, strict=True) if r[3] == str(pid).encode()]
+        ids, rows = [i for i, _ in mine], [r for _, r in mine]
+    running = sum(1 for st, ow, _, _ in rows if st == b"RUNNING" and ow == worker_id.encode())
     if kind is None:
         kind = "worker_sole" if running == 1 else "worker"
     now = now_ms()
     scripts = relier.scripts
     with client.pipeline(transaction=False) as pipe:
-        for task_id, (_, _, queue) in zip(ids, rows, strict=True):
+        for task_id, (_, _, queue, _) in zip(ids, rows, strict=True):
             scripts.resurrect(
                 task_id, worker_id, (queue or b"celery").decode(), now, new_delivery_tag(), kind,
-                s.max_resurrections, s.max_worker_deaths, client=pipe,
+                s.max_resurrections, s.max_worker_deaths, client=pipe, pid=pid,
             )  # fmt: skip
         replies = pipe.execute()
     requeued = sum(1 for r in replies if r[0] == b"requeued")

@@ -186,13 +186,14 @@ class _Args:
         kind: str,
         max_resurrections: int,
         worker_death_limit: int,
+        pid: int | None,
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
             [tk.job, tk.hist, self.keys.owned(owner), self.keys.queue(queue), self.keys.dlq,
              tk.done],
             [task_id, owner, now, delivery_tag, kind, max_resurrections, worker_death_limit,
-             self.hmax],
+             self.hmax, "" if pid is None else pid],
         )  # fmt: skip
 
     def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
@@ -289,6 +290,7 @@ class Scripts:
         max_resurrections: int,
         worker_death_limit: int,
         client: Any = None,
+        pid: int | None = None,
     ) -> Any:
         """Put a task ``owner`` holds back in its queue (or in the DLQ as a poison pill).
 
@@ -296,7 +298,15 @@ class Scripts:
         ``skipped`` (the raw reply when queued on a pipeline).
         """
         built = self.args.resurrect(
-            task_id, owner, queue, now, delivery_tag, kind, max_resurrections, worker_death_limit
+            task_id,
+            owner,
+            queue,
+            now,
+            delivery_tag,
+            kind,
+            max_resurrections,
+            worker_death_limit,
+            pid,
         )
         raw = self._call("resurrect", built, client)
         return raw if client is not None else [_text(raw[0]), _text(raw[1])]

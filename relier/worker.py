@@ -14,7 +14,7 @@
 * reserves each received task in the journal (``reserve.lua``), so a task
   prefetched but not started is owned and comes back if the worker dies;
 * re-queues a task at once when the pool process running it dies (the fast
-  path; Celery reports it as ``WorkerLostError``);
+  path, :mod:`relier.children`);
 * turns "unknown task" rejections into DLQ entries.
 """
 
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import bootsteps
 from celery.signals import (
-    task_failure,
     task_received,
     task_unknown,
     worker_ready,
@@ -35,10 +34,10 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from .children import ChildWatcher, pool_pids
 from .clock import now_ms
 from .dlq import Reason
 from .leases import Lease, new_worker_id
-from .message import new_delivery_tag
 from .preflight import require
 from .resurrector import Resurrector, take_back
 from .shutdown import Drain
@@ -52,6 +51,7 @@ __all__ = ["READY_LINE", "WorkerService", "current_worker_id", "install"]
 
 log = logging.getLogger("relier.worker")
 READY_LINE = "Relier worker ready"
+_CHILD_POLL_S = 0.05
 
 # Set in the main process before the pool forks, so every pool process
 # inherits its worker's incarnation id.
@@ -74,10 +74,11 @@ def _relier_of(app: Any) -> Relier:
 class WorkerService:
     """The main-process thread: lease, resurrector, shutdown drain."""
 
-    def __init__(self, relier: Relier, worker_id: str, node: str) -> None:
+    def __init__(self, relier: Relier, worker_id: str, node: str, pids: Any = None) -> None:
         self.relier = relier
         self.worker_id = worker_id
         self.lease = Lease(relier, worker_id, node)
+        self.children = ChildWatcher(relier, worker_id, pids or (lambda: []))
         self.resurrector = Resurrector(relier, worker_id)
         self.drain = Drain(relier, worker_id)
         self._stop = threading.Event()
@@ -111,7 +112,7 @@ class WorkerService:
 
     def _run(self) -> None:
         s = self.relier.settings
-        next_lease = next_scan = 0.0
+        next_lease = next_scan = next_child = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -121,6 +122,9 @@ class WorkerService:
                     if cold is not None:
                         self._pending_cold = None
                         self.drain.begin(cold)
+                if now >= next_child:
+                    self.children.poll()
+                    next_child = now + _CHILD_POLL_S
                 if now >= next_lease:
                     self.lease.renew()
                     next_lease = now + s.lease_renew_ms / 1000
@@ -138,7 +142,7 @@ class WorkerService:
                 if not self._failing:
                     log.warning("relier: worker background work failed: %s", exc)
                     self._failing = True
-            wait = min(next_lease, next_scan) - time.monotonic()
+            wait = min(next_lease, next_scan, next_child) - time.monotonic()
             if self.drain.active:
                 wait = min(wait, 0.05)
             self._wake.wait(max(wait, 0.0))
@@ -159,17 +163,11 @@ class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
         else:
             log.warning("relier: RELIER_PREFLIGHT is off; Redis durability is not checked")
         _worker_id = new_worker_id(worker.hostname)
-        # Celery waits this long for a dead pool process's result before it
-        # reports WorkerLostError; the journal knows whether the task
-        # committed, so the fast path need not wait.
-        worker.app.conf.worker_lost_wait = 0.1
-        if hasattr(worker, "worker_lost_wait"):
-            worker.worker_lost_wait = 0.1
 
     def start(self, worker: Any) -> None:
         global _service
         assert _worker_id is not None
-        _service = WorkerService(self.relier, _worker_id, worker.hostname)
+        _service = WorkerService(self.relier, _worker_id, worker.hostname, pool_pids(worker.pool))
         _service.start()
 
     def stop(self, worker: Any) -> None:
@@ -196,31 +194,6 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     except Exception as exc:
         # Unreserved is still safe: the claim takes ownership when it starts.
         log.warning("relier: could not reserve %s[%s]: %s", request.name, request.id, exc)
-
-
-def _on_failure(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
-    from billiard.exceptions import WorkerLostError
-
-    if not isinstance(exception, WorkerLostError) or _worker_id is None:
-        return
-    relier = _ours(getattr(sender, "app", None))
-    if relier is None or not task_id:
-        return
-    s = relier.settings
-    try:
-        queue = relier.redis.hget(relier.keys.task(task_id).job, "queue")
-        outcome, detail = relier.scripts.resurrect(
-            task_id, _worker_id, (queue or b"celery").decode(), now_ms(), new_delivery_tag(),
-            "child", s.max_resurrections, s.max_worker_deaths,
-        )  # fmt: skip
-    except Exception as exc:
-        log.error("relier: could not resurrect %s after its process died: %s", task_id, exc)
-        return
-    if outcome == "requeued":
-        log.warning("relier: pool process died running %s; re-queued it", task_id)
-    elif outcome == "dead":
-        log.error("relier: %s killed its process %s times: moved to the DLQ (poison_pill)",
-                  task_id, detail)  # fmt: skip
 
 
 def _on_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:
@@ -258,7 +231,6 @@ def _on_shutdown(**_: Any) -> None:
 
 
 task_received.connect(_on_received, weak=False)
-task_failure.connect(_on_failure, weak=False)
 task_unknown.connect(_on_unknown, weak=False)
 worker_ready.connect(_on_ready, weak=False)
 worker_shutting_down.connect(_on_shutting_down, weak=False)

@@ -1,0 +1,85 @@
+"""The fast path: a pool process died, so its task goes back at once.
+
+The worker's main process watches its pool processes (every 50 ms, by
+reading ``/proc``: no ``waitpid``, so Celery's own reaping is undisturbed)
+and, when one dies (OOM kill, SIGKILL, segfault, ``os._exit``), runs
+``resurrect.lua`` with kind ``child`` on the tasks the journal says were
+running *in that process* (matched by pid, atomically). That names exactly
+one culprit, so it counts toward ``max_resurrections``.
+
+Celery reports the same death as ``WorkerLostError`` only on its next pool
+maintenance tick (up to 5 s later); by then the task may be running again in
+a new process of the same worker, so Relier never acts on that report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .resurrector import take_back
+
+if TYPE_CHECKING:
+    from .app import Relier
+
+__all__ = ["ChildWatcher", "pool_pids", "process_alive"]
+
+log = logging.getLogger("relier.worker")
+
+
+def process_alive(pid: int) -> bool:
+    """False once ``pid`` has exited, including as an unreaped zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    # The state letter follows the parenthesised command name, which may
+    # itself contain spaces and parentheses.
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def pool_pids(pool: Any) -> Callable[[], list[int]]:
+    """A function listing the pids of a Celery worker pool's processes.
+
+    Thread and solo pools have none: their tasks die with the worker, which
+    the lease covers.
+    """
+
+    def pids() -> list[int]:
+        inner = getattr(getattr(pool, "_pool", None), "_pool", None)
+        if not isinstance(inner, list):
+            return []
+        return [p.pid for p in list(inner) if getattr(p, "pid", None)]
+
+    return pids
+
+
+class ChildWatcher:
+    """Notices pool-process deaths and resurrects exactly their tasks."""
+
+    def __init__(self, relier: Relier, worker_id: str, pids: Callable[[], list[int]]) -> None:
+        self.relier = relier
+        self.worker_id = worker_id
+        self._pids = pids
+        self._known: set[int] = set()
+
+    def poll(self) -> int:
+        """Check the pool once; returns how many tasks were re-queued."""
+        current = set(self._pids())
+        watched = self._known | current
+        dead = {pid for pid in watched if not process_alive(pid)}
+        self._known = current - dead
+        requeued = 0
+        for pid in sorted(dead):
+            r, d = take_back(self.relier, self.worker_id, "child", pid=pid)
+            requeued += r
+            if r or d:
+                log.warning(
+                    "relier: pool process %d died; re-queued %d task(s), %d poison pill(s) to "
+                    "the DLQ", pid, r, d,
+                )  # fmt: skip
+        return requeued
