@@ -98,6 +98,23 @@ def cmd_preflight(args: argparse.Namespace, rest: list[str]) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_resurrector(args: argparse.Namespace, rest: list[str]) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .app import current
+    from .resurrector import run_standalone
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    relier = current()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_standalone(relier, stop)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     from .demo import run_demo
 
@@ -130,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_preflight)
+
+    p = sub.add_parser(
+        "resurrector",
+        help="run the resurrector on its own (workers also run it, behind a leader lock)",
+        description="Take back the work of dead workers and publish due retries, until "
+        "SIGTERM/SIGINT. Safe to run anywhere, any number of times: one holds the lock.",
+    )
+    p.set_defaults(func=cmd_resurrector)
 
     p = sub.add_parser("demo", help="run the live demo with its own redis-server and worker")
     p.add_argument(

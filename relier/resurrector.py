@@ -18,6 +18,10 @@ journals and publishes in one atomic step.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +32,7 @@ from .scheduler import promote_due
 if TYPE_CHECKING:
     from .app import Relier
 
-__all__ = ["Resurrector", "TickReport", "take_back"]
+__all__ = ["Resurrector", "TickReport", "run_standalone", "take_back"]
 
 log = logging.getLogger("relier.resurrector")
 _BATCH = 500
@@ -148,3 +152,28 @@ class Resurrector:
                 pipe.exists(keys.worker(wid))
             alive = pipe.execute()
         return [wid for wid, a in zip(ids, alive, strict=True) if not a]
+
+
+def run_standalone(relier: Relier, stop: threading.Event) -> None:
+    """Tick a :class:`Resurrector` until ``stop`` is set (``rl resurrector``).
+
+    Redis outages are logged and waited out; the loop never exits on them.
+    """
+    candidate = f"resurrector@{socket.gethostname()}#{os.getpid()}-{secrets.token_hex(3)}"
+    resurrector = Resurrector(relier, candidate)
+    interval = relier.settings.scan_interval_ms / 1000
+    failing = False
+    log.warning("relier: resurrector %s started", candidate)
+    while not stop.is_set():
+        try:
+            report = resurrector.tick()
+            if report.dead_workers or report.promoted:
+                log.info("relier: %s", report)
+            if failing:
+                log.warning("relier: Redis is reachable again")
+                failing = False
+        except Exception as exc:
+            if not failing:
+                log.warning("relier: resurrector tick failed: %s", exc)
+                failing = True
+        stop.wait(interval)
