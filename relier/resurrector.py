@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,26 @@ class Resurrector:
         self.relier = relier
         self.candidate_id = candidate_id
         self.is_leader = False
+        self._blind_until = 0.0
+
+    def saw_failure(self) -> None:
+        """Redis failed us: live workers may have missed renewals meanwhile.
+
+        Their leases may have lapsed through no fault of theirs, so no worker
+        is declared dead until each had a full lease period to renew.
+        """
+        s = self.relier.settings
+        self._blind_until = time.monotonic() + (s.lease_ttl_ms + 2 * s.lease_renew_ms) / 1000
+
+    def _may_reap(self) -> bool:
+        if time.monotonic() < self._blind_until:
+            return False
+        # A Redis that just restarted (or failed over) kept lease keys with
+        # absolute expiry times that passed while it was down: wait until
+        # the live workers have renewed before trusting an absent lease.
+        s = self.relier.settings
+        uptime_ms = int(self.relier.redis.info("server").get("uptime_in_seconds", 0)) * 1000
+        return uptime_ms > s.lease_ttl_ms + 2 * s.lease_renew_ms + 1000
 
     def _lock_ttl_ms(self) -> int:
         s = self.relier.settings
@@ -119,7 +140,7 @@ class Resurrector:
         if not leader:
             return TickReport(leader=False)
         dead_workers = requeued = dead = 0
-        for worker_id in self._dead_workers():
+        for worker_id in self._dead_workers() if self._may_reap() else []:
             r, d = take_back(relier, worker_id)
             requeued += r
             dead += d
@@ -173,6 +194,7 @@ def run_standalone(relier: Relier, stop: threading.Event) -> None:
                 log.warning("relier: Redis is reachable again")
                 failing = False
         except Exception as exc:
+            resurrector.saw_failure()
             if not failing:
                 log.warning("relier: resurrector tick failed: %s", exc)
                 failing = True

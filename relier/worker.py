@@ -52,6 +52,7 @@ __all__ = ["READY_LINE", "WorkerService", "current_worker_id", "install"]
 log = logging.getLogger("relier.worker")
 READY_LINE = "Relier worker ready"
 _CHILD_POLL_S = 0.05
+_FAILURE_PAUSE_S = 0.2
 
 # Set in the main process before the pool forks, so every pool process
 # inherits its worker's incarnation id.
@@ -138,11 +139,14 @@ class WorkerService:
                     self._failing = False
             except Exception as exc:
                 # Never let the thread die: Redis restarts and failovers are
-                # expected; the next tick tries again.
+                # expected; the next tick tries again, after a pause.
+                self.resurrector.saw_failure()
                 if not self._failing:
                     log.warning("relier: worker background work failed: %s", exc)
                     self._failing = True
             wait = min(next_lease, next_scan, next_child) - time.monotonic()
+            if self._failing:
+                wait = max(wait, _FAILURE_PAUSE_S)
             if self.drain.active:
                 wait = min(wait, 0.05)
             self._wake.wait(max(wait, 0.0))
