@@ -24,8 +24,14 @@ local job = redis.call('HMGET', KEYS[1], 'state', 'owner', 'msg', 'res', 'res_w'
 local state, owner = job[1], job[2]
 local kind = ARGV[5]
 local movable = state == 'RESERVED' or (state == 'RUNNING' and kind ~= 'handoff_reserved')
-if not state or owner ~= ARGV[2] or not movable then
-  if owner ~= ARGV[2] or state ~= 'RUNNING' then redis.call('SREM', KEYS[3], ARGV[1]) end
+local other_pid = ARGV[9] ~= '' and job[6] ~= ARGV[9]
+if not state or owner ~= ARGV[2] or not movable or other_pid then
+  -- Forget the membership only when the task is no longer this worker's:
+  -- a RUNNING task left alone by a handoff_reserved or another process's
+  -- death is still owned, and must come back if the worker dies later.
+  if owner ~= ARGV[2] or (state ~= 'RUNNING' and state ~= 'RESERVED') then
+    redis.call('SREM', KEYS[3], ARGV[1])
+  end
   return {'skipped', state or 'MISSING'}
 end
 local now = tonumber(ARGV[3])
