@@ -9,7 +9,9 @@ stops. Each tick it:
    lease expired it runs ``resurrect.lua`` on each task in its owned set
    (RESERVED and RUNNING tasks go back to their queue, counted fairly for
    poison-pill detection), then forgets the worker;
-2. publishes scheduled tasks that are due (:func:`relier.scheduler.promote_due`).
+2. publishes scheduled tasks that are due (:func:`relier.scheduler.promote_due`);
+3. every few seconds, republishes tasks whose message a worker took but
+   never reserved (:mod:`relier.orphans`).
 
 Journal entries whose publish never completed do not exist: ``dispatch.lua``
 journals and publishes in one atomic step.
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from .clock import now_ms
 from .message import new_delivery_tag
+from .orphans import republish_orphans
 from .scheduler import promote_due
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ __all__ = ["Resurrector", "TickReport", "run_standalone", "take_back"]
 
 log = logging.getLogger("relier.resurrector")
 _BATCH = 500
+_ORPHAN_SCAN_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class TickReport:
     requeued: int = 0
     dead_lettered: int = 0
     promoted: int = 0
+    republished: int = 0
 
 
 def take_back(
@@ -105,6 +110,7 @@ class Resurrector:
         self.candidate_id = candidate_id
         self.is_leader = False
         self._blind_until = 0.0
+        self._next_orphan_scan = 0.0
 
     def saw_failure(self) -> None:
         """Redis failed us: live workers may have missed renewals meanwhile.
@@ -160,7 +166,13 @@ class Resurrector:
             promoted += n
             if n < _BATCH:
                 break
-        return TickReport(True, dead_workers, requeued, dead, promoted)
+        republished = 0
+        if time.monotonic() >= self._next_orphan_scan:
+            republished = republish_orphans(relier)
+            self._next_orphan_scan = time.monotonic() + _ORPHAN_SCAN_S
+            if republished:
+                log.warning("relier: republished %d tasks stranded in kombu's unacked", republished)
+        return TickReport(True, dead_workers, requeued, dead, promoted, republished)
 
     def _dead_workers(self) -> list[str]:
         client = self.relier.redis
@@ -188,7 +200,7 @@ def run_standalone(relier: Relier, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             report = resurrector.tick()
-            if report.dead_workers or report.promoted:
+            if report.dead_workers or report.promoted or report.republished:
                 log.info("relier: %s", report)
             if failing:
                 log.warning("relier: Redis is reachable again")

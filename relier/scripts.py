@@ -38,6 +38,7 @@ SCRIPT_NAMES = (
     "dispatch",
     "fail",
     "leader",
+    "republish",
     "requeue",
     "reserve",
     "resurrect",
@@ -199,6 +200,12 @@ class _Args:
     def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.leader], [candidate, ttl_ms]
 
+    def republish(
+        self, task_id: str, queue: str, now: int, delivery_tag: str
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist, self.keys.queue(queue)], [now, delivery_tag, self.hmax]
+
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str
     ) -> tuple[list[str], list[Any]]:
@@ -310,6 +317,14 @@ class Scripts:
         )
         raw = self._call("resurrect", built, client)
         return raw if client is not None else [_text(raw[0]), _text(raw[1])]
+
+    def republish(
+        self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
+    ) -> Any:
+        """Publish again a PENDING, unowned task whose message went astray."""
+        return self._call(
+            "republish", self.args.republish(task_id, queue, now, delivery_tag), client
+        )
 
     def leader(self, candidate: str, ttl_ms: int) -> bool:
         """Take or keep the resurrector lock; True when ``candidate`` holds it."""

@@ -1,0 +1,16 @@
+-- republish: publish a fresh message for a task that is PENDING and owned by
+-- no worker although a broker message for it was taken long ago (a worker
+-- died between taking the message and reserving the task). A duplicate
+-- message is harmless: claim drops all but one delivery.
+--
+-- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = queue list (kombu)
+-- ARGV[1] = now (ms)        ARGV[2] = delivery tag    ARGV[3] = history_max
+-- returns 1 republished, 0 nothing to do
+local job = redis.call('HMGET', KEYS[1], 'state', 'owner', 'msg')
+if job[1] ~= 'PENDING' or job[2] then
+  return 0
+end
+redis.call('LPUSH', KEYS[3], job[3] .. ARGV[2] .. '"}}')
+redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[1]), e = 'republished'}))
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return 1

@@ -1,0 +1,73 @@
+"""Messages a worker took from the queue but died before it could reserve.
+
+kombu's Redis transport moves a delivered message into its ``unacked`` hash
+(indexed by delivery time in ``unacked_index``) a moment before Celery tells
+Relier about it (``task_received`` -> ``reserve.lua``). A worker killed in
+between leaves the task PENDING, owned by nobody, its only message parked in
+``unacked`` until kombu's visibility timeout (an hour by default) restores
+it. Relier does not wait for that: the resurrector looks at ``unacked``
+entries older than :data:`ORPHAN_AGE_S` and republishes any whose task the
+journal still shows PENDING and unowned (``republish.lua``). A live worker
+reserves within milliseconds, so such a task is stranded, not waiting; if it
+was not, the duplicate message is dropped at claim.
+
+Only reads kombu's keys; never writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from .clock import now_ms
+from .message import new_delivery_tag
+
+if TYPE_CHECKING:
+    from .app import Relier
+
+__all__ = ["ORPHAN_AGE_S", "republish_orphans"]
+
+ORPHAN_AGE_S = 10.0
+_BATCH = 200
+
+
+def _kombu_keys(relier: Relier) -> tuple[str, str]:
+    options: dict[str, Any] = relier.celery_app.conf.broker_transport_options or {}
+    prefix = str(options.get("global_keyprefix", ""))
+    return (
+        prefix + str(options.get("unacked_key", "unacked")),
+        prefix + str(options.get("unacked_index_key", "unacked_index")),
+    )
+
+
+def _task_of(raw: bytes) -> tuple[str, str] | None:
+    """(task id, queue) of a kombu unacked entry, if it is a Celery task message."""
+    try:
+        message = json.loads(raw)[0]
+        task_id = message["headers"]["id"]
+        queue = message["properties"]["delivery_info"]["routing_key"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(task_id, str) or not isinstance(queue, str) or not queue:
+        return None
+    return task_id, queue
+
+
+def republish_orphans(relier: Relier, age_s: float = ORPHAN_AGE_S) -> int:
+    """Republish stranded PENDING tasks; returns how many were published."""
+    client = relier.redis
+    unacked, index = _kombu_keys(relier)
+    tags = client.zrangebyscore(index, "-inf", time.time() - age_s, start=0, num=_BATCH)
+    if not tags:
+        return 0
+    found = [_task_of(raw) for raw in client.hmget(unacked, tags) if raw is not None]
+    tasks = [t for t in found if t is not None]
+    if not tasks:
+        return 0
+    now = now_ms()
+    scripts = relier.scripts
+    with client.pipeline(transaction=False) as pipe:
+        for task_id, queue in tasks:
+            scripts.republish(task_id, queue, now, new_delivery_tag(), client=pipe)
+        return sum(1 for r in pipe.execute() if r == 1)
