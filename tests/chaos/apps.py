@@ -1,0 +1,87 @@
+"""Tasks the chaos tests' worker subprocesses run.
+
+Every task takes the context and counts each execution of its body in Redis
+(``chaos:exec:<task id>``, see :func:`bump`), whichever process ran it, so a
+test can compare body executions with what the journal says. Results name the
+process and the attempt's fence, so a test can tell which attempt committed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis.exceptions
+
+import relier
+from relier import TaskContext, rl_task
+from relier.worker import current_worker_id
+
+EXEC_KEY = "chaos:exec:"
+
+
+def bump(ctx: TaskContext) -> int:
+    """Count one execution of this task's body; waits out a Redis restart."""
+    client = relier.current().redis
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return int(client.incr(EXEC_KEY + ctx.task_id))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # The Redis-restart scenario: count the execution once Redis is back.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _outcome(ctx: TaskContext, **extra: object) -> dict[str, object]:
+    return {"pid": os.getpid(), "fence": ctx.fence, "attempt": ctx.attempt, **extra}
+
+
+@rl_task(name="chaos.work")
+def work(ctx: TaskContext, seconds: float) -> dict[str, object]:
+    """Sleeps ``seconds``."""
+    bump(ctx)
+    time.sleep(seconds)
+    return _outcome(ctx)
+
+
+@rl_task(name="chaos.hold")
+def hold(ctx: TaskContext, first: float, then: float) -> dict[str, object]:
+    """Sleeps ``first`` seconds on the first attempt, ``then`` on any later one.
+
+    A long first attempt is still running when the test kills or stops its
+    process; the attempt that takes over ends quickly.
+    """
+    bump(ctx)
+    time.sleep(first if ctx.attempt == 1 else then)
+    return _outcome(ctx)
+
+
+@rl_task(name="chaos.linger")
+def linger(ctx: TaskContext, node: str, seconds: float) -> dict[str, object]:
+    """Sleeps ``seconds`` on the worker named ``node`` (``w1`` for ``w1@host``), else 0.05 s.
+
+    Tasks prefetched by a worker that dies never started there: their first
+    attempt runs on the survivor, which must end them quickly.
+    """
+    bump(ctx)
+    here = current_worker_id("").split("@", 1)[0]
+    time.sleep(seconds if here == node else 0.05)
+    return _outcome(ctx, node=here)
+
+
+@rl_task(name="chaos.crash")
+def crash(ctx: TaskContext) -> None:
+    """Kills its own pool process every time (a poison pill: a segfault, an OOM kill)."""
+    bump(ctx)
+    os._exit(1)
+
+
+@rl_task(name="chaos.gil")
+def gil(ctx: TaskContext, n: int) -> dict[str, object]:
+    """Holds the GIL in one C call (``sum`` over a ``range``) for as long as ``n`` takes."""
+    bump(ctx)
+    started = time.monotonic()
+    total = sum(range(n))
+    return _outcome(ctx, seconds=time.monotonic() - started, total=total)

@@ -1,0 +1,116 @@
+"""checkpoint.lua: a running attempt saves progress, only with its fence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from relier.context import TaskContext
+from relier.envelope import Envelope, dumps, encode
+from relier.errors import StaleFenceError
+from relier.keys import Keys
+from relier.message import message_template
+from relier.scripts import Scripts
+
+HMAX = 10
+NAME = "tests.lua.task"
+KEYS = Keys()
+
+
+@pytest.fixture
+def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
+    c = redis_server.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def scripts(client: redis.Redis) -> Scripts:
+    return Scripts(client, KEYS, HMAX)
+
+
+def pending(scripts: Scripts, task_id: str = "t1", *, queue: str = "q", due: int = 0) -> None:
+    env = encode(Envelope(id=task_id, task=NAME, args=[1], kwargs={}, ts=1), max_bytes=4096)
+    tpl = message_template(task_id, NAME, queue)
+    assert scripts.dispatch(task_id, NAME, queue, env, tpl, "tag0", 1_000, due)[0]
+
+
+def history(client: redis.Redis, task_id: str = "t1") -> list[dict[str, Any]]:
+    return [json.loads(e) for e in client.lrange(KEYS.task(task_id).hist, 0, -1)]
+
+
+def running(scripts: Scripts) -> int:
+    pending(scripts)
+    return scripts.claim("t1", "w1/1", 2_000).fence
+
+
+def test_current_fence_saves_progress(scripts: Scripts, client: redis.Redis) -> None:
+    fence = running(scripts)
+    assert scripts.checkpoint("t1", fence, b'{"page":2}', 2_500) is True
+    job = client.hgetall(KEYS.task("t1").job)
+    assert job[b"progress"] == b'{"page":2}'
+    assert job[b"updated"] == b"2500"
+    assert job[b"state"] == b"RUNNING"
+    assert history(client)[-1] == {"t": 2_500, "e": "checkpoint", "fence": fence}
+
+
+def test_next_attempt_reads_the_progress_back(scripts: Scripts, client: redis.Redis) -> None:
+    fence = running(scripts)
+    scripts.checkpoint("t1", fence, b'{"page":2}', 2_500)
+    scripts.checkpoint("t1", fence, b'{"page":3}', 2_600)
+    assert scripts.fail("t1", fence, 3_000, 4_000, "", "e", "tb") == 1
+    assert scripts.requeue("t1", "q", 4_000, "tag1") == 1
+    assert scripts.claim("t1", "w2/1", 4_100).progress == b'{"page":3}'
+
+
+def test_stale_fence_is_refused(scripts: Scripts, client: redis.Redis) -> None:
+    stale = running(scripts)
+    scripts.checkpoint("t1", stale, b"1", 2_100)
+    client.hset(KEYS.task("t1").job, "state", "PENDING")
+    current = scripts.claim("t1", "w2/1", 2_200).fence
+    assert scripts.checkpoint("t1", stale, b"2", 2_300) is False
+    assert client.hget(KEYS.task("t1").job, "progress") == b"1"
+    assert history(client)[-1]["e"] == "started"
+    assert scripts.checkpoint("t1", current, b"3", 2_400) is True
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RETRYING", "SUCCEEDED", "DEAD"])
+def test_checkpoint_needs_a_running_task(scripts: Scripts, client: redis.Redis, state: str) -> None:
+    fence = running(scripts)
+    client.hset(KEYS.task("t1").job, "state", state)
+    assert scripts.checkpoint("t1", fence, b"1", 2_500) is False
+    assert client.hget(KEYS.task("t1").job, "progress") is None
+
+
+def test_missing_task_is_refused(scripts: Scripts, client: redis.Redis) -> None:
+    assert scripts.checkpoint("gone", 1, b"1", 2_500) is False
+    assert client.dbsize() == 0
+
+
+def test_task_context_checkpoint_raises_on_a_stale_fence(
+    scripts: Scripts, client: redis.Redis
+) -> None:
+    stale = running(scripts)
+
+    def context(fence: int) -> TaskContext:
+        return TaskContext(
+            task_id="t1",
+            task_name=NAME,
+            attempt=1,
+            fence=fence,
+            _save=lambda data: scripts.checkpoint("t1", fence, data, 2_500),
+        )
+
+    ctx = context(stale)
+    ctx.checkpoint({"done": 1})
+    assert json.loads(client.hget(KEYS.task("t1").job, "progress")) == {"done": 1}
+    client.hset(KEYS.task("t1").job, "state", "PENDING")
+    scripts.claim("t1", "w2/1", 2_600)
+    with pytest.raises(StaleFenceError):
+        ctx.checkpoint({"done": 2})
+    assert ctx.progress == {"done": 1}
+    assert client.hget(KEYS.task("t1").job, "progress") == dumps({"done": 1})

@@ -1,0 +1,154 @@
+"""``rl`` at the argparse level: rl preflight, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import relier.app
+from relier.cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, build_parser, main
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("RELIER_"):
+            monkeypatch.delenv(name)
+    relier.app.reset()
+    yield
+    relier.app.reset()
+
+
+@pytest.fixture
+def unsafe_url(redis_server: Any) -> Iterator[str]:
+    server = redis_server.start_extra("--appendonly", "no")
+    yield server.url
+    server.stop()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("RELIER_REDIS_URL", url)
+
+
+def test_exit_codes() -> None:
+    assert (EXIT_OK, EXIT_FAILED, EXIT_ERROR) == (0, 1, 2)
+
+
+def test_preflight_ok(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, redis_url)
+    assert main(["preflight"]) == 0
+    out = capsys.readouterr().out
+    assert f"Redis {redis_url} (read with CONFIG GET)" in out
+    assert "appendonly        yes" in out
+    assert "maxmemory-policy  noeviction" in out
+    assert "OK: Redis is safe for Relier" in out
+    assert "FAIL" not in out
+
+
+def test_preflight_json(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, redis_url)
+    assert main(["preflight", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert report["url"] == redis_url
+    assert report["appendonly"] is True
+    assert report["maxmemory_policy"] == "noeviction"
+    assert report["source"] == "CONFIG GET"
+    assert report["problems"] == []
+    assert report["version"].startswith(("7.", "8."))
+
+
+def test_preflight_failure_exits_1_with_the_fix(
+    unsafe_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, unsafe_url)
+    assert main(["preflight"]) == 1
+    out = capsys.readouterr().out
+    assert "appendonly        no" in out
+    assert "FAIL appendonly is off" in out
+    assert "CONFIG SET appendonly yes" in out
+    assert "OK:" not in out
+    relier.app.reset()
+    assert main(["preflight", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert len(report["problems"]) == 1
+
+
+def test_unreachable_redis_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, "redis://127.0.0.1:1/0")
+    assert main(["preflight"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("rl: RedisUnavailableError: Redis at redis://127.0.0.1:1/0")
+
+
+def test_bad_settings_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELIER_HISTORY_MAX", "1")
+    assert main(["preflight"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rl: ConfigurationError: ")
+    assert "RELIER_HISTORY_MAX" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["bogus"], ["preflight", "--bogus"], ["preflight", "extra"], ["worker"]],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage: rl" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("worker", "preflight"):
+        assert command in out
+
+
+def test_worker_with_an_unknown_module_exits_2(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, redis_url)
+    assert main(["worker", "-A", "tests.no_such_module_for_rl"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rl: cannot import 'tests.no_such_module_for_rl'")
+
+
+def test_worker_refuses_an_unsafe_redis(
+    unsafe_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, unsafe_url)
+    assert main(["worker", "-A", "tests.test_cli", "--concurrency", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "PreflightError" in err
+    assert "CONFIG SET appendonly yes" in err
+
+
+def test_worker_passes_unknown_options_through() -> None:
+    args, rest = build_parser().parse_known_args(["worker", "-A", "m", "-Q", "a,b", "-c", "4"])
+    assert args.app == "m"
+    assert rest == ["-Q", "a,b", "-c", "4"]
+
+
+def test_python_m_relier(rl_cli: Any) -> None:
+    result = rl_cli("preflight", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True

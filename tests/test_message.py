@@ -1,0 +1,82 @@
+"""Celery messages built for kombu's Redis transport, completed by Lua with a tag."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import kombu
+import pytest
+
+from relier.message import TEMPLATE_TAIL, message_template, new_delivery_tag
+
+
+def complete(task_id: str, name: str, queue: str, tag: str) -> dict[str, object]:
+    return json.loads(message_template(task_id, name, queue) + tag + TEMPLATE_TAIL)
+
+
+def test_template_ends_inside_the_delivery_tag() -> None:
+    template = message_template("id1", "tests.m", "q")
+    assert template.endswith('"delivery_tag":"')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(template)
+
+
+def test_completed_message_is_celery_protocol_2() -> None:
+    msg = complete("id1", "tests.m", "emails", "tag-9")
+    assert msg["content-type"] == "application/json"
+    assert msg["content-encoding"] == "utf-8"
+    headers = msg["headers"]
+    assert isinstance(headers, dict)
+    assert headers["task"] == "tests.m"
+    assert headers["id"] == headers["root_id"] == "id1"
+    assert headers["lang"] == "py"
+    assert headers["eta"] is None
+    assert headers["retries"] == 0
+    props = msg["properties"]
+    assert isinstance(props, dict)
+    assert props["delivery_tag"] == "tag-9"
+    assert props["correlation_id"] == "id1"
+    assert props["body_encoding"] == "base64"
+    assert props["delivery_info"] == {"exchange": "", "routing_key": "emails"}
+    assert isinstance(msg["body"], str)
+    args, kwargs, embed = json.loads(base64.b64decode(msg["body"]))
+    assert args == ["id1"]
+    assert kwargs == {}
+    assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def test_quotes_in_names_stay_valid_json() -> None:
+    msg = complete('id"1', 'tests."m"', "q", "t")
+    assert msg["headers"]["task"] == 'tests."m"'  # type: ignore[index]
+
+
+def test_delivery_tags_are_unique() -> None:
+    tags = {new_delivery_tag() for _ in range(1_000)}
+    assert len(tags) == 1_000
+    assert all('"' not in t and "\\" not in t for t in tags)
+
+
+def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
+    from relier.keys import Keys
+    from relier.scripts import Scripts
+
+    with kombu.Connection(redis_url) as conn:
+        client = conn.default_channel.client
+        scripts = Scripts(client, Keys(), history_max=10)
+        created, _ = scripts.dispatch(
+            "id1", "tests.m", "kq", b"{}", message_template("id1", "tests.m", "kq"), "tag-1", 1, 0
+        )
+        assert created
+        queue = conn.SimpleQueue("kq")
+        try:
+            message = queue.get(timeout=2)
+            assert message.headers["task"] == "tests.m"
+            assert message.headers["id"] == "id1"
+            assert message.delivery_tag == "tag-1"
+            assert message.decode() == [["id1"], {}, {
+                "callbacks": None, "errbacks": None, "chain": None, "chord": None,
+            }]  # fmt: skip
+            message.ack()
+        finally:
+            queue.close()
