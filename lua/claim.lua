@@ -8,7 +8,8 @@
 -- KEYS[4] = rl:draining:<worker>
 -- ARGV[1] = task id         ARGV[2] = worker id       ARGV[3] = pid
 -- ARGV[4] = now (ms)        ARGV[5] = history_max
--- returns {"run", fence, attempt, envelope, progress or false}
+-- returns {"run", fence, attempt, envelope, progress or false, failures}
+--      (failures: how many earlier attempts raised; crashes are not counted)
 --      or {"drop", state}     (state "MISSING" when no journal entry,
 --                              "DRAINING" when the worker is shutting down)
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -29,5 +30,5 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[4]), e = 'started',
   owner = ARGV[2], pid = tonumber(ARGV[3]), attempt = attempt, fence = fence}))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-local job = redis.call('HMGET', KEYS[1], 'env', 'progress')
-return {'run', fence, attempt, job[1], job[2]}
+local job = redis.call('HMGET', KEYS[1], 'env', 'progress', 'failures')
+return {'run', fence, attempt, job[1], job[2], tonumber(job[3] or 0)}

@@ -21,6 +21,7 @@ if job[1] ~= 'RUNNING' or job[2] ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'error', ARGV[6], 'tb', ARGV[7], 'updated', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'failures', 1)
 redis.call('HDEL', KEYS[1], 'owner', 'pid')
 redis.call('SREM', KEYS[6], ARGV[1])
 local due = tonumber(ARGV[4])

@@ -15,6 +15,7 @@ from .dlq import DeadTask, Reason
 from .errors import (
     ConfigurationError,
     InvalidEnvelopeError,
+    LocalRedisError,
     PayloadError,
     PayloadNotSerializableError,
     PayloadTooLargeError,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigurationError",
     "DeadTask",
     "InvalidEnvelopeError",
+    "LocalRedisError",
     "PayloadError",
     "PayloadNotSerializableError",
     "PayloadTooLargeError",

@@ -9,9 +9,11 @@ hold their own instance (one per FastAPI app, say).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from .config import RelierSettings, load_settings
 from .connection import Connections, redact
@@ -67,13 +69,17 @@ def lookup(name: str) -> RlTask[Any, Any]:
 
 
 def _redis_identity(url: str) -> tuple[str, int, int]:
+    """(address, port, db) of a Redis URL; ``localhost`` and ``127.0.0.1`` are one server."""
     parts = urlsplit(url)
-    db_text = parts.path.lstrip("/") or "0"
+    db_text = parts.path.lstrip("/") or parse_qs(parts.query).get("db", ["0"])[0]
     try:
         db = int(db_text)
     except ValueError:
         db = -1
-    return (parts.hostname or "localhost", parts.port or 6379, db)
+    host = parts.hostname or "localhost"
+    with contextlib.suppress(OSError):  # unresolvable now: compare the names as written
+        host = socket.gethostbyname(host)
+    return (host, parts.port or 6379, db)
 
 
 class Relier:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import RelierError
+from .errors import ConfigurationError, RelierError
 
 __all__ = ["main"]
 
@@ -43,10 +43,16 @@ def _load_app_module(spec: str) -> Any:
     if attr:
         app = getattr(module, attr)
     else:
-        found = [
-            v for k, v in vars(module).items() if isinstance(v, Celery) and not k.startswith("_")
-        ]
-        app = found[0] if len(found) == 1 else None
+        found = {
+            k: v for k, v in vars(module).items() if isinstance(v, Celery) and not k.startswith("_")
+        }
+        if len(found) > 1:
+            names = sorted(found)
+            raise ConfigurationError(
+                f"{module_name} defines several Celery apps ({', '.join(names)}); name the one "
+                f"to run: -A {module_name}:{names[0]}"
+            )
+        app = next(iter(found.values()), None)
     if app is None:
         return current().celery_app
     if getattr(app, "_relier", None) is None:
@@ -107,6 +113,8 @@ def cmd_resurrector(args: argparse.Namespace, rest: list[str]) -> int:
     from .resurrector import run_standalone
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.app:
+        _load_app_module(args.app)  # its Celery app's key prefixes apply
     relier = current()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the resurrector on its own (workers also run it, behind a leader lock)",
         description="Take back the work of dead workers and publish due retries, until "
         "SIGTERM/SIGINT. Safe to run anywhere, any number of times: one holds the lock.",
+    )
+    p.add_argument(
+        "-A",
+        "--app",
+        metavar="MODULE",
+        help="module[:celery_app] whose Celery app (and its broker key prefixes) to use",
     )
     p.set_defaults(func=cmd_resurrector)
 

@@ -97,8 +97,10 @@ class RelierSettings(BaseSettings):
     @field_validator("redis_url", "broker_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        # unix:// is refused: kombu (the Celery broker) cannot open it, and
+        # the broker must be this very Redis.
+        if value is not None and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
         return value
 
     @field_validator("key_prefix", "default_queue")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -100,7 +100,7 @@ class Connections:
         entry = self._async.get(loop)
         if entry is None:
             client = redis.asyncio.Redis.from_url(self.settings.redis_url, **self._options())  # type: ignore[arg-type]
-            keeper = _close_on_loop_shutdown(client)
+            keeper = _close_on_loop_shutdown(client, lambda: self._async.pop(loop, None))
             await keeper.__anext__()
             entry = (client, keeper)
             self._async[loop] = entry
@@ -119,9 +119,14 @@ class Connections:
             await entry[1].aclose()
 
 
-async def _close_on_loop_shutdown(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
+async def _close_on_loop_shutdown(
+    client: redis.asyncio.Redis, forget: Callable[[], object]
+) -> AsyncGenerator[None, None]:
     try:
         yield
         await asyncio.Event().wait()  # never resumed: only closed
     finally:
+        # Forget first: the entry's client refers to the loop, which would
+        # otherwise keep the finished loop (a weak key) alive forever.
+        forget()
         await client.aclose()

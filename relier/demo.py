@@ -34,7 +34,7 @@ def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
     command = [
         sys.executable, "-m", "relier", "worker", "-A", "relier._demo_tasks",
         "--concurrency", "2", "--loglevel", "INFO", "--hostname", "demo1@%h",
-        "--without-mingle", "--without-gossip",
+        "--without-mingle", "--without-gossip", "-Q", "relier-demo",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         return subprocess.Popen(

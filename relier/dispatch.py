@@ -100,6 +100,11 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
 def _as_calls(calls: Iterable[Call | Sequence[Any]], options: CallOptions) -> list[Call]:
     out = []
     for item in calls:
+        if isinstance(item, str | bytes | dict):
+            raise ConfigurationError(
+                f"push_many takes tuples of positional arguments or task.call(...) items, got "
+                f"{type(item).__name__} {item!r:.60}; wrap a single argument as ({item!r:.40},)"
+            )
         if isinstance(item, Call):
             out.append(
                 item if item.options != CallOptions() else Call(item.args, item.kwargs, options)

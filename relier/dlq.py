@@ -35,6 +35,8 @@ class Reason(StrEnum):
     """Its envelope could not be decoded or its arguments did not fit."""
     RESULT_NOT_SERIALIZABLE = "result_not_serializable"
     """It returned a value JSON cannot carry."""
+    POISON_PILL = "poison_pill"
+    """Its own crashes killed the process running it ``max_resurrections`` times."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,8 +59,32 @@ def dumps(value: Any, *, what: str = "value") -> bytes:
         PayloadNotSerializableError: ``value`` holds something JSON cannot
             carry; the message says where.
     """
-    _check_json(value, what)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    _check(value, what)
+    return _to_bytes(value, what)
+
+
+def _check(value: Any, what: str) -> None:
+    try:
+        _check_json(value, what)
+    except RecursionError:
+        raise PayloadNotSerializableError(
+            f"{what} is nested too deeply to encode; flatten it"
+        ) from None
+
+
+def _to_bytes(value: Any, what: str) -> bytes:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (from a bad decode upstream) is valid in a Python
+        # str but not in UTF-8, so it cannot travel.
+        raise PayloadNotSerializableError(
+            f"{what} holds a string that is not valid Unicode ({exc.reason} at position "
+            f"{exc.start}); repair the text before pushing it"
+        ) from None
+    except RecursionError:
+        raise PayloadNotSerializableError(f"{what} is nested too deeply to encode") from None
 
 
 def _check_json(value: Any, path: str) -> None:
@@ -100,8 +124,8 @@ def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
         PayloadNotSerializableError: an argument is not JSON-native.
         PayloadTooLargeError: the encoded envelope exceeds ``max_bytes``.
     """
-    _check_json(envelope.args, "args")
-    _check_json(envelope.kwargs, "kwargs")
+    _check(envelope.args, "args")
+    _check(envelope.kwargs, "kwargs")
     body: dict[str, Any] = {
         "v": envelope.version,
         "id": envelope.id,
@@ -115,7 +139,7 @@ def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
         body["ik"] = envelope.idempotency_key
     if envelope.trace:
         body["tc"] = envelope.trace
-    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    data = _to_bytes(body, f"the arguments of {envelope.task}")
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
             f"task {envelope.task}: the payload is {len(data)} bytes, over the limit of "

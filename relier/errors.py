@@ -18,7 +18,8 @@ to do about it.
     ├── TaskFailedError
     ├── TaskNotFoundError
     ├── ResultTimeoutError
-    └── StaleFenceError
+    ├── StaleFenceError
+    └── LocalRedisError
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "InvalidEnvelopeError",
+    "LocalRedisError",
     "PayloadError",
     "PayloadNotSerializableError",
     "PayloadTooLargeError",
@@ -139,3 +141,8 @@ class StaleFenceError(RelierError):
     and commit are refused. The worker catches it; user code may let it
     propagate.
     """
+
+
+class LocalRedisError(RelierError):
+    """Raised when a local redis-server (``rl demo``, the test fixtures) cannot be
+    found, run, or reached; the message says which, with the install command."""

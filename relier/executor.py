@@ -10,6 +10,8 @@ the retry policy, and Redis outages are waited out for a bounded time.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -35,6 +37,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .app import Relier
+    from .scripts import Claim
     from .task import RlTask
 
 __all__ = ["execute"]
@@ -120,9 +123,7 @@ def execute(
             task.name,
             task_id,
         )
-    _run_attempt(
-        relier, task, task_id, owner, claim.fence, claim.attempt, claim.envelope, claim.progress
-    )
+    _run_attempt(relier, task, task_id, owner, claim)
 
 
 def _run_attempt(
@@ -130,12 +131,11 @@ def _run_attempt(
     task: RlTask[Any, Any],
     task_id: str,
     owner: str,
-    fence: int,
-    attempt: int,
-    raw_envelope: bytes,
-    raw_progress: bytes | None,
+    claim: Claim,
 ) -> None:
     scripts = relier.scripts
+    fence, attempt = claim.fence, claim.attempt
+    raw_envelope, raw_progress = claim.envelope, claim.progress
 
     def dead(reason: Reason, error: str) -> None:
         _patiently(
@@ -182,8 +182,10 @@ def _run_attempt(
     except StaleFenceError as exc:
         log.warning("relier: %s[%s] stopped: %s", task.name, task_id, exc)
         return
-    except Exception as exc:
-        _fail(relier, task, task_id, owner, fence, attempt, exc)
+    except (Exception, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
+        # A coroutine cancelled from inside (or its loop's future cancelled)
+        # is a failed attempt like any other, never a task left RUNNING.
+        _fail(relier, task, task_id, owner, fence, claim.failures + 1, attempt, exc)
         return
 
     try:
@@ -212,14 +214,20 @@ def _fail(
     task_id: str,
     owner: str,
     fence: int,
+    failures: int,
     attempt: int,
-    exc: Exception,
+    exc: BaseException,
 ) -> None:
+    """Record failed attempt ``attempt``, the task's ``failures``-th exception.
+
+    Retries are counted in exceptions, not attempts: an attempt cut short by
+    a crash (and resurrected) does not use up a retry.
+    """
     settings = relier.settings
     error = f"{type(exc).__name__}: {exc}"
     tb = "".join(traceback.format_exception(exc))
-    if task.retry.should_retry(exc, attempt, settings):
-        delay = task.retry.delay(attempt, settings, _rng)
+    if task.retry.should_retry(exc, failures, settings):
+        delay = task.retry.delay(failures, settings, _rng)
         due = now_ms() + max(1, round(delay * 1000))
         reason = ""
         log.warning(

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["TERMINAL_STATES", "TaskHandle"]
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "DEAD", "CANCELLED"})
-# Each blocking wait is bounded well under the socket timeout so a silent
-# connection is noticed, and so the deadline is honoured precisely.
+# Each blocking wait is bounded (and kept under half the socket timeout, or
+# the socket would time out first) so a silent connection is noticed and the
+# deadline is honoured precisely.
 _MAX_BLOCK = 1.0
 
 
@@ -129,7 +130,8 @@ class TaskHandle:
                 done, value = self._outcome(await client.hmget(tk.job, self._fields()))
                 if done:
                     return value
-                block = _MAX_BLOCK if deadline is None else min(_MAX_BLOCK, deadline - loop.time())
+                cap = min(_MAX_BLOCK, r.settings.socket_timeout / 2)
+                block = cap if deadline is None else min(cap, deadline - loop.time())
                 if block <= 0:
                     raise ResultTimeoutError(f"task {self.id} has not finished after {timeout} s")
                 await client.blmove(tk.done, tk.done, max(block, 0.01), "RIGHT", "LEFT")

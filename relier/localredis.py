@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import RelierError
+from .errors import LocalRedisError
 
 __all__ = ["LocalRedis", "LocalRedisError", "find_redis_server", "free_port"]
 
@@ -38,10 +38,6 @@ BASE_ARGS = (
 )  # fmt: skip
 PING_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-
-
-class LocalRedisError(RelierError):
-    """Raised when a local redis-server cannot be found, run, or reached."""
 
 
 def free_port() -> int:

@@ -41,16 +41,16 @@ class RetryPolicy:
     def retries_allowed(self, settings: RelierSettings) -> int:
         return settings.max_retries if self.max_retries is None else self.max_retries
 
-    def should_retry(self, exc: BaseException, attempt: int, settings: RelierSettings) -> bool:
-        """Whether attempt number ``attempt`` (1-based), failing with ``exc``, runs again."""
-        return isinstance(exc, self.retry_on) and attempt <= self.retries_allowed(settings)
+    def should_retry(self, exc: BaseException, failures: int, settings: RelierSettings) -> bool:
+        """Whether a task whose ``failures``-th exception (1-based) is ``exc`` runs again."""
+        return isinstance(exc, self.retry_on) and failures <= self.retries_allowed(settings)
 
-    def delay(self, attempt: int, settings: RelierSettings, rng: random.Random) -> float:
-        """Seconds before the retry after attempt ``attempt`` (1-based) failed."""
+    def delay(self, failures: int, settings: RelierSettings, rng: random.Random) -> float:
+        """Seconds before the retry after the ``failures``-th exception (1-based)."""
         base = settings.retry_backoff if self.backoff is None else self.backoff
         cap = settings.retry_backoff_max if self.backoff_max is None else self.backoff_max
         jitter = settings.retry_jitter if self.jitter is None else self.jitter
-        delay = min(cap, base * 2 ** (attempt - 1))
+        delay = min(cap, base * 2 ** (failures - 1))
         # Full jitter (as Celery's retry_jitter): spreads a burst of failures
         # so the retries do not hit the failing dependency in lockstep.
         return rng.uniform(0, delay) if jitter else delay

@@ -78,6 +78,7 @@ class Claim:
     attempt: int = 0
     envelope: bytes = b""
     progress: bytes | None = None
+    failures: int = 0
 
 
 def _text(value: Any) -> str:
@@ -93,6 +94,7 @@ def _claim_result(raw: list[Any]) -> Claim:
             attempt=int(raw[2]),
             envelope=raw[3],
             progress=raw[4] or None,
+            failures=int(raw[5]) if len(raw) > 5 else 0,
         )
     return Claim(run=False, state=_text(raw[1]))
 

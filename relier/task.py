@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from . import app as _app
 from . import dispatch
@@ -110,18 +110,29 @@ class RlTask(_Pusher[P, R]):
         self.takes_context = wants_context(fn)
         self.signature = inspect.signature(fn)
         self.qualified_source = f"{fn.__module__}.{fn.__qualname__}"
+        if name is None and fn.__name__ == "<lambda>":
+            raise ConfigurationError(
+                "@rl_task on a lambda needs name=...: lambdas have no name of their own"
+            )
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        previous = _app.registry().get(self.name)
         _app.register(self)
-        self.celery_task = self._register_with_celery(celery_app)
+        if previous is not None and celery_app is None:
+            # The same task defined again (importlib.reload): the Celery
+            # task already runs whatever the registry holds under this name.
+            self.celery_task: Any = previous.celery_task
+        else:
+            self.celery_task = self._register_with_celery(celery_app)
 
     def _register_with_celery(self, celery_app: Any) -> Any:
-        task = self
+        name = self.name
 
         def run(celery_task: Any, *args: Any, **kwargs: Any) -> None:
             from .executor import execute
 
-            execute(task, celery_task.request, args, kwargs)
+            # Looked up at run time, so a redefined task runs its newest code.
+            execute(_app.lookup(name), celery_task.request, args, kwargs)
 
         run.__name__ = self.fn.__name__ if self.fn.__name__.isidentifier() else "run"
         run.__module__ = self.fn.__module__
@@ -137,7 +148,8 @@ class RlTask(_Pusher[P, R]):
             "reject_on_worker_lost": False,
         }
         if celery_app is not None:
-            return celery_app.task(**options)(run)
+            # shared=False: registered with this app only, as app= promises.
+            return celery_app.task(shared=False, **options)(run)
         from celery import shared_task
 
         return shared_task(**options)(run)
@@ -177,6 +189,21 @@ class RlTask(_Pusher[P, R]):
         )
 
 
+class _Decorator(Protocol):
+    """What ``rl_task(...)`` with options returns: the decorator itself."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R], /) -> RlTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> RlTask[P, R]: ...
+
+
+# A task whose first parameter is ``ctx: TaskContext`` is pushed without it:
+# these overloads make type checkers see push(...) take the other parameters.
+@overload
+def rl_task(fn: Callable[Concatenate[TaskContext, P], R], /) -> RlTask[P, R]: ...
+
+
 @overload
 def rl_task(fn: Callable[P, R], /) -> RlTask[P, R]: ...
 
@@ -193,11 +220,11 @@ def rl_task(
     retry_jitter: bool | None = None,
     schema_version: int = 1,
     app: Any = None,
-) -> Callable[[Callable[P, R]], RlTask[P, R]]: ...
+) -> _Decorator: ...
 
 
 def rl_task(
-    fn: Callable[P, R] | None = None,
+    fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
@@ -209,7 +236,7 @@ def rl_task(
     retry_jitter: bool | None = None,
     schema_version: int = 1,
     app: Any = None,
-) -> RlTask[P, R] | Callable[[Callable[P, R]], RlTask[P, R]]:
+) -> RlTask[Any, Any] | _Decorator:
     """Make ``fn`` (sync or async) a Relier task; usable bare or with options.
 
     Args:
@@ -239,7 +266,7 @@ def rl_task(
         jitter=retry_jitter,
     )
 
-    def decorate(func: Callable[P, R]) -> RlTask[P, R]:
+    def decorate(func: Callable[..., Any]) -> RlTask[Any, Any]:
         return RlTask(
             func,
             name=name,
@@ -249,4 +276,6 @@ def rl_task(
             celery_app=app,
         )
 
-    return decorate(fn) if fn is not None else decorate
+    if fn is not None:
+        return decorate(fn)
+    return cast(_Decorator, decorate)

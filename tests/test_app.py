@@ -244,18 +244,23 @@ def test_registry_is_process_wide() -> None:
 # --- unix sockets ------------------------------------------------------------------------
 
 
-def test_bind_refuses_a_broker_on_another_unix_socket() -> None:
-    settings = load_settings(redis_url="unix:///run/redis/journal.sock")
+def test_unix_socket_urls_are_refused_with_a_clear_error() -> None:
+    # kombu (the Celery broker) cannot open unix:// URLs and the broker must be
+    # the journal's Redis, so Relier refuses them up front instead of failing
+    # later inside Celery with "No such transport: unix".
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(redis_url="unix:///run/redis/journal.sock")
+    assert "RELIER_REDIS_URL" in str(info.value)
+    assert "redis:// or rediss://" in str(info.value)
+
+
+def test_localhost_and_loopback_address_are_the_same_broker() -> None:
+    settings = load_settings(redis_url="redis://localhost:6390/2")
+    instance = bind(celery("redis://127.0.0.1:6390/2"), settings)
+    assert instance.celery_app.conf.broker_url == "redis://127.0.0.1:6390/2"
+
+
+def test_bind_compares_the_db_given_as_a_query_parameter() -> None:
+    settings = load_settings(redis_url="redis://127.0.0.1:6390/0")
     with pytest.raises(ConfigurationError, match="broker"):
-        bind(celery("unix:///run/redis/other.sock"), settings)
-
-
-def test_unix_socket_redis_url_gives_celery_a_broker_it_can_open() -> None:
-    # RELIER_REDIS_URL accepts unix:// URLs; the default Celery app built from
-    # it must be one kombu can connect with (kombu spells it redis+socket://).
-    instance = Relier(load_settings(redis_url="unix:///run/redis/journal.sock"))
-    connection = instance.celery_app.connection_for_write()
-    try:
-        assert connection.transport.driver_type == "redis"
-    finally:
-        connection.release()
+        bind(celery("redis://127.0.0.1:6390?db=3"), settings)

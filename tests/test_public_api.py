@@ -20,7 +20,8 @@ INTENDED = {
     # errors
     "RelierError", "ConfigurationError", "RedisUnavailableError", "PreflightError",
     "UnknownTaskError", "PayloadError", "PayloadNotSerializableError", "PayloadTooLargeError",
-    "InvalidEnvelopeError", "TaskFailedError", "TaskNotFoundError", "ResultTimeoutError",
+    "InvalidEnvelopeError", "LocalRedisError", "TaskFailedError", "TaskNotFoundError",
+    "ResultTimeoutError",
     "StaleFenceError",
     "__version__",
 }  # fmt: skip
