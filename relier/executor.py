@@ -46,8 +46,8 @@ log = logging.getLogger("relier.worker")
 T = TypeVar("T")
 
 _rng = random.Random()
-# How long a journal write waits out a Redis outage (a restart, a failover)
-# before the delivery is handed back to the broker.
+# How long a claim waits out a Redis outage (a restart, a failover) before
+# the delivery is handed back to the broker.
 _REDIS_PATIENCE_S = 30.0
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -57,17 +57,27 @@ _TRANSIENT = (
 )
 
 
-def _patiently(what: str, fn: Callable[[], T]) -> T:
-    """``fn()``, retried with backoff while Redis is unreachable (bounded)."""
-    deadline = time.monotonic() + _REDIS_PATIENCE_S
+def _patiently(what: str, fn: Callable[[], T], patience: float | None = None) -> T:
+    """``fn()``, retried with backoff while Redis is unreachable.
+
+    With ``patience`` (seconds) it gives up after that long; without, it
+    waits as long as the outage lasts: an attempt's outcome (commit, failure,
+    DLQ) is never dropped, because a task whose outcome is lost would stay
+    RUNNING under a live worker. Nothing else can progress without Redis, so
+    a pool process waiting for it loses nothing.
+    """
+    deadline = None if patience is None else time.monotonic() + patience
     pause = 0.05
+    warned = 0.0
     while True:
         try:
             return fn()
         except _TRANSIENT as exc:
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise
-            log.warning("relier: Redis unavailable during %s (%s); retrying", what, exc)
+            if time.monotonic() - warned > 10:
+                log.warning("relier: Redis unavailable during %s (%s); retrying", what, exc)
+                warned = time.monotonic()
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
@@ -90,7 +100,9 @@ def execute(
     owner = _owner(request)
     try:
         claim = _patiently(
-            "claim", lambda: relier.scripts.claim(task_id, owner, now_ms(), os.getpid())
+            "claim",
+            lambda: relier.scripts.claim(task_id, owner, now_ms(), os.getpid()),
+            _REDIS_PATIENCE_S,
         )
     except _TRANSIENT as exc:
         from celery.exceptions import Reject
