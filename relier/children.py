@@ -15,6 +15,7 @@ a new process of the same worker, so Relier never acts on that report.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +67,20 @@ class ChildWatcher:
         self.worker_id = worker_id
         self._pids = pids
         self._known: set[int] = set()
+        self._lock = threading.Lock()
 
     def poll(self) -> int:
-        """Check the pool once; returns how many tasks were re-queued."""
-        current = set(self._pids())
-        watched = self._known | current
-        dead = {pid for pid in watched if not process_alive(pid)}
-        self._known = current - dead
+        """Check the pool once; returns how many tasks were re-queued.
+
+        Called every 50 ms by the worker thread, and by the main thread when
+        Celery is about to fork a replacement process (Celery first runs a
+        full garbage collection there, holding the GIL for tens of ms).
+        """
+        with self._lock:
+            current = set(self._pids())
+            watched = self._known | current
+            dead = {pid for pid in watched if not process_alive(pid)}
+            self._known = current - dead
         requeued = 0
         for pid in sorted(dead):
             r, d = take_back(self.relier, self.worker_id, "child", pid=pid)

@@ -32,6 +32,9 @@ key                         type    written by      lifetime
 ``rl:draining:<wid>``       string  worker          set while a worker shuts
                                                     down: its claims refuse
 ``rl:leader``               string  resurrector     the resurrector lock; PX
+``rl:orphans:cursor``       string  resurrector     delivery time up to which
+                                                    kombu's unacked entries
+                                                    were checked for orphans
 ==========================  ======  ==============  ==========================
 
 ``<wid>`` is a worker *incarnation* id (node name, pid, random suffix), so a
@@ -93,6 +96,10 @@ class Keys:
     @property
     def leader(self) -> str:
         return f"{self.prefix}:leader"
+
+    @property
+    def orphans_cursor(self) -> str:
+        return f"{self.prefix}:orphans:cursor"
 
     def queue(self, name: str) -> str:
         """kombu's list for ``name`` at priority 0 (what Celery workers BRPOP)."""

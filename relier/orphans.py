@@ -11,6 +11,12 @@ journal still shows PENDING and unowned (``republish.lua``). A live worker
 reserves within milliseconds, so such a task is stranded, not waiting; if it
 was not, the duplicate message is dropped at claim.
 
+Each entry is looked at once: a cursor (``rl:orphans:cursor``, the delivery
+time reached so far) moves forward through ``unacked_index``. A delivery
+that was reserved when it was looked at cannot become stranded later, and
+long-running tasks (whose messages stay in ``unacked`` until they finish)
+are not read again and again, nor can they hide a stranded one behind them.
+
 Only reads kombu's keys; never writes them.
 """
 
@@ -58,9 +64,16 @@ def republish_orphans(relier: Relier, age_s: float = ORPHAN_AGE_S) -> int:
     """Republish stranded PENDING tasks; returns how many were published."""
     client = relier.redis
     unacked, index = _kombu_keys(relier)
-    tags = client.zrangebyscore(index, "-inf", time.time() - age_s, start=0, num=_BATCH)
-    if not tags:
+    cursor_key = relier.keys.orphans_cursor
+    cursor = client.get(cursor_key)
+    low = f"({float(cursor)}" if cursor else "-inf"
+    entries = client.zrangebyscore(
+        index, low, time.time() - age_s, start=0, num=_BATCH, withscores=True
+    )
+    if not entries:
         return 0
+    client.set(cursor_key, repr(entries[-1][1]))
+    tags = [tag for tag, _ in entries]
     found = [_task_of(raw) for raw in client.hmget(unacked, tags) if raw is not None]
     tasks = [t for t in found if t is not None]
     if not tasks:

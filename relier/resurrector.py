@@ -146,7 +146,8 @@ class Resurrector:
         if not leader:
             return TickReport(leader=False)
         dead_workers = requeued = dead = 0
-        for worker_id in self._dead_workers() if self._may_reap() else []:
+        dead_ids = self._dead_workers()
+        for worker_id in dead_ids if dead_ids and self._may_reap() else []:
             r, d = take_back(relier, worker_id)
             requeued += r
             dead += d

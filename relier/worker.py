@@ -29,6 +29,7 @@ from celery import bootsteps
 from celery.signals import (
     task_received,
     task_unknown,
+    worker_before_create_process,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
@@ -217,6 +218,16 @@ def _on_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) -> N
         log.error("relier: %s[%s] moved to the DLQ (unknown_task)", name, id)
 
 
+def _on_before_create_process(**_: Any) -> None:
+    # Celery replaces a dead pool process from here, after a full gc.collect()
+    # that stalls the watcher thread: look at the pool first.
+    if _service is not None:
+        try:
+            _service.children.poll()
+        except Exception as exc:
+            log.warning("relier: pool check failed: %s", exc)
+
+
 def _on_ready(sender: Any = None, **_: Any) -> None:
     if _ours(getattr(sender, "app", None)) is not None:
         log.info("%s: %s (%s)", READY_LINE, getattr(sender, "hostname", "?"), _worker_id)
@@ -237,6 +248,7 @@ def _on_shutdown(**_: Any) -> None:
 task_received.connect(_on_received, weak=False)
 task_unknown.connect(_on_unknown, weak=False)
 worker_ready.connect(_on_ready, weak=False)
+worker_before_create_process.connect(_on_before_create_process, weak=False)
 worker_shutting_down.connect(_on_shutting_down, weak=False)
 worker_shutdown.connect(_on_shutdown, weak=False)
 

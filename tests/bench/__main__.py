@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from . import recovery, redis_load
-from ._harness import machine, table
+from ._harness import exit_cleanly_on_sigterm, machine, table
 
 SUMMARY_HEADERS = ["benchmark", "check", "measured", "target", "result"]
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=30, help="pool-child kills (Relier)")
     parser.add_argument("--worker-runs", type=int, default=15, help="whole-worker kills (Relier)")
-    parser.add_argument("--plain-runs", type=int, default=10, help="pool-child kills (Celery)")
+    parser.add_argument("--plain-runs", type=int, default=15, help="pool-child kills (Celery)")
     parser.add_argument(
         "--plain-worker-runs", type=int, default=2, help="whole-worker kills (plain Celery)"
     )
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=10.0, help="redis_load sampling window")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
 
     started = time.monotonic()
     print("recovery: kill -> restart latency ...", file=sys.stderr)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[tuple[str, str]] = []
     info = machine()
     if md:
-        sections.append(("Machine", table(["", ""], list(info.items()), md)))
+        sections.append(("Machine", table(["", "machine"], list(info.items()), md)))
     else:
         sections.append(("Machine", "\n".join(f"  {k:13s} {v}" for k, v in info.items())))
     sections.append(("recovery: kill -> restart", recovery.report(rec, md)))

@@ -102,8 +102,10 @@ class Stack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # A second Ctrl-C or SIGTERM must not cut the cleanup short: hold them until it is done.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            if exc is not None and not isinstance(exc, KeyboardInterrupt | SystemExit):
                 for worker in self.workers:
                     print(f"--- last lines of {worker.name}'s log ---", file=sys.stderr)
                     print(tail(worker.log_path, 25), file=sys.stderr)
@@ -115,6 +117,7 @@ class Stack:
                 self.redis.stop()
             finally:
                 self._tmp.cleanup()
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def stop_workers(self) -> None:
         """Stop every worker started so far (SIGTERM, then SIGKILL after 3 s)."""
@@ -197,6 +200,17 @@ class Stack:
         )  # fmt: skip
         self._wait_ready(worker, CELERY_READY)
         return worker
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every :class:`Stack` stops what it started."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C must still clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def wait_for(what: str, check: Any, timeout: float, interval: float = 0.005) -> Any:

@@ -2,8 +2,10 @@
 
 One worker (``--pool threads --concurrency 50``) runs ``bench.sleep`` tasks, which
 never touch Redis while they sleep. For 0 (idle), 1 and 50 tasks in flight, once
-every task is RUNNING, the benchmark counts the commands Redis executes over a
-10 s window, two ways:
+every task is RUNNING and has run for 12 s (``--settle``: long-running tasks, past
+the 10 s age at which the resurrector's sweep of kombu's ``unacked`` starts looking
+at their messages), the benchmark counts the commands Redis executes over a 10 s
+window, two ways:
 
 * ``INFO commandstats`` before and after: every command of every client
   (including those run inside Lua scripts), minus the sampler's own;
@@ -30,12 +32,14 @@ from typing import Any
 from relier import Relier, load_settings
 
 from . import relier_app
-from ._harness import BenchError, Stack, table, wait_for
+from ._harness import BenchError, Stack, exit_cleanly_on_sigterm, table, wait_for
 
 IN_FLIGHT = (0, 1, 50)
 CONCURRENCY = 50
 MAX_RATIO = 1.2
-SETTLE_S = 1.0
+# Sample long-running tasks in their steady state: past Relier's orphan age (10 s), after
+# which the resurrector's sweep of kombu's ``unacked`` starts looking at their messages.
+SETTLE_S = 12.0
 # 1715712345.123456 [0 127.0.0.1:40000] "SET" "rl:worker:..."   (or [0 lua] inside a script)
 _MONITOR_LINE = re.compile(r'^(?P<t>\d+\.\d+) \[\d+ (?P<src>[^\]]+)\] "(?P<cmd>[^"]+)"')
 
@@ -112,9 +116,11 @@ def _states(relier: Relier, ids: list[str]) -> list[bytes | None]:
         return list(pipe.execute())
 
 
-def phase(stack: Stack, relier: Relier, in_flight: int, window: float) -> dict[str, Any]:
+def phase(
+    stack: Stack, relier: Relier, in_flight: int, window: float, settle: float
+) -> dict[str, Any]:
     """Put ``in_flight`` tasks to sleep, sample once all run, wait for them to finish."""
-    seconds = SETTLE_S + window + 4.0
+    seconds = settle + window + 4.0
     handles = relier_app.sleep.push_many([(seconds,)] * in_flight) if in_flight else []
     ids = [h.id for h in handles]
     wait_for(
@@ -123,7 +129,7 @@ def phase(stack: Stack, relier: Relier, in_flight: int, window: float) -> dict[s
         30,
         0.05,
     )
-    time.sleep(SETTLE_S)
+    time.sleep(settle)
     measured = sample(stack, window)
     if any(s != b"RUNNING" for s in _states(relier, ids)):
         raise BenchError("a task finished during the sampling window; raise its sleep")
@@ -146,7 +152,7 @@ def _progress(m: dict[str, Any]) -> None:
     )
 
 
-def run(window: float = 10.0) -> dict[str, Any]:
+def run(window: float = 10.0, settle: float = SETTLE_S) -> dict[str, Any]:
     """Sample each in-flight level; returns rates (commands/s) and the verdict."""
     started = time.monotonic()
     with Stack("redis-load") as stack:
@@ -154,7 +160,7 @@ def run(window: float = 10.0) -> dict[str, Any]:
         relier_app.sleep.relier = relier
         try:
             stack.relier_worker("load", CONCURRENCY, "threads")
-            phases = [phase(stack, relier, n, window) for n in IN_FLIGHT]
+            phases = [phase(stack, relier, n, window, settle) for n in IN_FLIGHT]
         finally:
             relier_app.sleep.relier = None
             relier.close()
@@ -220,9 +226,13 @@ def report(result: dict[str, Any], markdown: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.redis_load", description=__doc__)
     parser.add_argument("--window", type=float, default=10.0, help="sampling window, s")
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_S, help="wait after all tasks run, s"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
     args = parser.parse_args(argv)
-    result = run(args.window)
+    exit_cleanly_on_sigterm()
+    result = run(args.window, args.settle)
     print(report(result, args.markdown))
     return 0 if result["verdict"] == "PASS" else 1
 
