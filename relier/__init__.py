@@ -16,6 +16,7 @@ from .errors import (
     ConfigurationError,
     InvalidEnvelopeError,
     LocalRedisError,
+    LockNotAcquiredError,
     PayloadError,
     PayloadNotSerializableError,
     PayloadTooLargeError,
@@ -29,6 +30,7 @@ from .errors import (
     UnknownTaskError,
 )
 from .handle import TaskHandle
+from .locks import IdempotencyLock, idempotency_lock
 from .task import BoundTask, RlTask, rl_task
 
 __version__ = "0.1.0"
@@ -39,8 +41,10 @@ __all__ = [
     "CallOptions",
     "ConfigurationError",
     "DeadTask",
+    "IdempotencyLock",
     "InvalidEnvelopeError",
     "LocalRedisError",
+    "LockNotAcquiredError",
     "PayloadError",
     "PayloadNotSerializableError",
     "PayloadTooLargeError",
@@ -61,6 +65,7 @@ __all__ = [
     "__version__",
     "bind",
     "current",
+    "idempotency_lock",
     "load_settings",
     "rl_task",
     "send_task",

@@ -19,6 +19,7 @@ to do about it.
     ├── TaskNotFoundError
     ├── ResultTimeoutError
     ├── StaleFenceError
+    ├── LockNotAcquiredError
     └── LocalRedisError
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidEnvelopeError",
     "LocalRedisError",
+    "LockNotAcquiredError",
     "PayloadError",
     "PayloadNotSerializableError",
     "PayloadTooLargeError",
@@ -146,3 +148,19 @@ class StaleFenceError(RelierError):
 class LocalRedisError(RelierError):
     """Raised when a local redis-server (``rl demo``, the test fixtures) cannot be
     found, run, or reached; the message says which, with the install command."""
+
+
+class LockNotAcquiredError(RelierError):
+    """Raised by ``idempotency_lock`` when another holder keeps the lock.
+
+    ``retry_after`` is how many seconds until the holder's lock expires
+    (if it does not release it earlier).
+    """
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        super().__init__(
+            f"the idempotency lock {key!r} is held by someone else (it expires in "
+            f"{retry_after:.3f} s at the latest)"
+        )
+        self.key = key
+        self.retry_after = retry_after

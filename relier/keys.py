@@ -32,6 +32,10 @@ key                         type    written by      lifetime
 ``rl:draining:<wid>``       string  worker          set while a worker shuts
                                                     down: its claims refuse
 ``rl:leader``               string  resurrector     the resurrector lock; PX
+``rl:lock:{<key>}``         string  locks           holder token of an
+                                                    idempotency lock; PX ttl
+``rl:lock:{<key>}:fence``   string  locks           last fence handed out for
+                                                    the lock (no expiry)
 ``rl:orphans:cursor``       string  resurrector     delivery time up to which
                                                     kombu's unacked entries
                                                     were checked for orphans
@@ -96,6 +100,12 @@ class Keys:
     @property
     def leader(self) -> str:
         return f"{self.prefix}:leader"
+
+    def lock(self, key: str) -> str:
+        return f"{self.prefix}:lock:{{{key}}}"
+
+    def lock_fence(self, key: str) -> str:
+        return f"{self.prefix}:lock:{{{key}}}:fence"
 
     @property
     def orphans_cursor(self) -> str:

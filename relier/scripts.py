@@ -38,6 +38,8 @@ SCRIPT_NAMES = (
     "dispatch",
     "fail",
     "leader",
+    "lock_acquire",
+    "lock_release",
     "republish",
     "requeue",
     "reserve",
@@ -202,6 +204,12 @@ class _Args:
     def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.leader], [candidate, ttl_ms]
 
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.lock(key), self.keys.lock_fence(key)], [token, ttl_ms]
+
+    def lock_release(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.lock(key)], [token, ttl_ms]
+
     def republish(
         self, task_id: str, queue: str, now: int, delivery_tag: str
     ) -> tuple[list[str], list[Any]]:
@@ -328,6 +336,14 @@ class Scripts:
             "republish", self.args.republish(task_id, queue, now, delivery_tag), client
         )
 
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        """Take lock ``key``: its fence (> 0), or minus the ms until the holder's expires."""
+        return int(self._call("lock_acquire", self.args.lock_acquire(key, token, ttl_ms)))
+
+    def lock_release(self, key: str, token: str, ttl_ms: int = 0) -> bool:
+        """Release (``ttl_ms`` 0) or extend lock ``key``; False when no longer held."""
+        return bool(self._call("lock_release", self.args.lock_release(key, token, ttl_ms)))
+
     def leader(self, candidate: str, ttl_ms: int) -> bool:
         """Take or keep the resurrector lock; True when ``candidate`` holds it."""
         return bool(self._call("leader", self.args.leader(candidate, ttl_ms)))
@@ -360,3 +376,11 @@ class AsyncScripts:
     async def dispatch_in(self, pipe: Any, *a: Any) -> None:
         """Queue a dispatch on an async pipeline (the caller executes it)."""
         await self._call("dispatch", self.args.dispatch(*a), pipe)
+
+    async def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        """Async :meth:`Scripts.lock_acquire`."""
+        return int(await self._call("lock_acquire", self.args.lock_acquire(key, token, ttl_ms)))
+
+    async def lock_release(self, key: str, token: str, ttl_ms: int = 0) -> bool:
+        """Async :meth:`Scripts.lock_release`."""
+        return bool(await self._call("lock_release", self.args.lock_release(key, token, ttl_ms)))

@@ -17,6 +17,8 @@ INTENDED = {
     "send_task",
     # the dead letter queue
     "DeadTask", "Reason",
+    # locks
+    "idempotency_lock", "IdempotencyLock", "LockNotAcquiredError",
     # errors
     "RelierError", "ConfigurationError", "RedisUnavailableError", "PreflightError",
     "UnknownTaskError", "PayloadError", "PayloadNotSerializableError", "PayloadTooLargeError",
