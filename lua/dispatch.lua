@@ -2,25 +2,53 @@
 -- There is no moment where a task is published but not journaled, or
 -- journaled but not published (unless it is scheduled for later).
 --
+-- An id that exists already enqueues nothing: that is how idempotent calls
+-- (whose id derives from their key) are deduplicated. For those, ARGV[10]
+-- is the fingerprint of the call's arguments: a different one under the
+-- same key is a conflict, and a task that ended DEAD is revived as a new run
+-- (the key is released once the first call failed for good).
+--
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist
 -- KEYS[3] = queue list (kombu)            KEYS[4] = rl:schedule
+-- KEYS[5] = rl:dlq          KEYS[6] = rl:{id}:done
 -- ARGV[1] = task id         ARGV[2] = task name      ARGV[3] = queue name
 -- ARGV[4] = envelope JSON   ARGV[5] = Celery message template (ends before
 --           the delivery tag's value)    ARGV[6] = delivery tag
 -- ARGV[7] = now (ms)        ARGV[8] = due time (ms); 0 = publish now
--- ARGV[9] = history_max
--- returns {1, "PENDING"} when created, {0, state} when the id already exists
-local existing = redis.call('HGET', KEYS[1], 'state')
-if existing then
-  return {0, existing}
-end
+-- ARGV[9] = history_max     ARGV[10] = argument fingerprint, "" if not idempotent
+-- returns {1, "PENDING"} when created (or revived), {0, state} when the id
+--         exists already, {0, "CONFLICT"} for other arguments under one key
+local fingerprint = ARGV[10] or ''
 local now = ARGV[7]
-redis.call('HSET', KEYS[1],
-  'id', ARGV[1], 'task', ARGV[2], 'queue', ARGV[3], 'state', 'PENDING',
-  'env', ARGV[4], 'msg', ARGV[5], 'attempt', 0, 'fence', 0, 'res', 0,
-  'created', now, 'updated', now)
-local due = tonumber(ARGV[8])
+local existing = redis.call('HMGET', KEYS[1], 'state', 'argh')
 local event = {t = tonumber(now), e = 'dispatched', q = ARGV[3]}
+if existing[1] then
+  if fingerprint ~= '' and existing[2] and existing[2] ~= fingerprint then
+    return {0, 'CONFLICT'}
+  end
+  if existing[1] ~= 'DEAD' or fingerprint == '' then
+    return {0, existing[1]}
+  end
+  -- Revive: a fresh run of the same logical call. The fence is never reset,
+  -- so nothing of the dead run can ever commit over the new one.
+  local old = redis.call('HMGET', KEYS[1], 'reason', 'attempt')
+  redis.call('HDEL', KEYS[1], 'reason', 'error', 'tb', 'finished', 'result', 'due', 'owner',
+    'pid', 'progress')
+  redis.call('HSET', KEYS[1], 'attempt', 0, 'failures', 0, 'res', 0, 'res_w', 0)
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('DEL', KEYS[6])
+  event.e = 'revived'
+  event.was = old[1]
+  event.attempts = tonumber(old[2])
+else
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'attempt', 0, 'fence', 0, 'res', 0, 'created', now)
+end
+redis.call('HSET', KEYS[1], 'task', ARGV[2], 'queue', ARGV[3], 'state', 'PENDING',
+  'env', ARGV[4], 'msg', ARGV[5], 'updated', now)
+if fingerprint ~= '' then
+  redis.call('HSET', KEYS[1], 'argh', fingerprint)
+end
+local due = tonumber(ARGV[8])
 if due > 0 then
   redis.call('ZADD', KEYS[4], due, ARGV[1])
   event.due = due

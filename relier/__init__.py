@@ -14,6 +14,7 @@ from .dispatch import Call, CallOptions
 from .dlq import DeadTask, Reason
 from .errors import (
     ConfigurationError,
+    IdempotencyConflictError,
     InvalidEnvelopeError,
     LocalRedisError,
     LockNotAcquiredError,
@@ -41,6 +42,7 @@ __all__ = [
     "CallOptions",
     "ConfigurationError",
     "DeadTask",
+    "IdempotencyConflictError",
     "IdempotencyLock",
     "InvalidEnvelopeError",
     "LocalRedisError",

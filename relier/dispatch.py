@@ -9,6 +9,8 @@ oversized payload) is refused here, before Redis is touched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import now_ms
 from .connection import translate_errors, translate_errors_async
 from .envelope import Envelope, encode
-from .errors import ConfigurationError
+from .errors import ConfigurationError, IdempotencyConflictError
 from .handle import TaskHandle
 from .message import message_template, new_delivery_tag
 
@@ -69,9 +71,44 @@ class Call:
     options: CallOptions = field(default_factory=CallOptions)
 
 
+def canonical(args: Any, kwargs: Any) -> bytes:
+    """The arguments of a call as canonical JSON (sorted keys, no spaces)."""
+    return json.dumps(
+        [list(args), kwargs], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def _idempotency(task: RlTask[Any, Any], call: Call) -> tuple[str, str, str] | None:
+    """(key, task id, argument fingerprint) of an idempotent call, else None.
+
+    The task id derives from the task name and the key, so every push of the
+    same logical call names the same journal entry and dispatch.lua's "id
+    exists" check is the deduplication, atomically.
+    """
+    opts = call.options
+    if opts.idempotency_key is None and not task.idempotent:
+        return None
+    if opts.task_id is not None:
+        raise ConfigurationError(
+            f"{task.name}: an idempotent call's task id derives from its key; do not pass "
+            "task_id as well"
+        )
+    encoded = canonical(call.args, call.kwargs)
+    fingerprint = hashlib.sha256(encoded).hexdigest()[:32]
+    if opts.idempotency_key is not None:
+        key = opts.idempotency_key
+    elif task.idempotency_key_fn is not None:
+        key = str(task.idempotency_key_fn(*call.args, **call.kwargs))
+    else:
+        key = fingerprint
+    digest = hashlib.sha256(f"{task.name}\x00{key}".encode()).hexdigest()[:40]
+    return key, f"i-{digest}", fingerprint
+
+
 def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, ...]:
     opts = call.options
-    task_id = opts.task_id or str(uuid.uuid4())
+    idem = _idempotency(task, call)
+    task_id = idem[1] if idem else opts.task_id or str(uuid.uuid4())
     queue = opts.queue or task.queue or relier.settings.default_queue
     now = now_ms()
     envelope = Envelope(
@@ -81,7 +118,7 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
         kwargs=dict(call.kwargs),
         ts=now,
         schema_version=task.schema_version,
-        idempotency_key=opts.idempotency_key,
+        idempotency_key=idem[0] if idem else None,
     )
     data = encode(envelope, max_bytes=relier.settings.max_payload_bytes)
     due = now + round(opts.countdown * 1000) if opts.countdown else 0
@@ -94,7 +131,18 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
         new_delivery_tag(),
         now,
         due,
+        idem[2] if idem else "",
     )
+
+
+def _handle(
+    relier: Relier, task: RlTask[Any, Any], prepared: tuple[Any, ...], reply: Any
+) -> TaskHandle:
+    created, state = bool(int(reply[0])), reply[1]
+    if not created and (state == b"CONFLICT" or state == "CONFLICT"):
+        key = json.loads(prepared[3]).get("ik", "")
+        raise IdempotencyConflictError(task.name, key, prepared[0])
+    return TaskHandle(relier, prepared[0], task.name, created)
 
 
 def _as_calls(calls: Iterable[Call | Sequence[Any]], options: CallOptions) -> list[Call]:
@@ -118,16 +166,16 @@ def push(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
     """Journal and publish one call; returns its handle."""
     prepared = _prepare(relier, task, call)
     with translate_errors(relier.settings.redis_url):
-        created, _ = relier.scripts.dispatch(*prepared)
-    return TaskHandle(relier, prepared[0], task.name, created)
+        reply = relier.scripts.dispatch(*prepared)
+    return _handle(relier, task, prepared, reply)
 
 
 async def apush(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
     """Async :func:`push` on the running loop's Redis client."""
     prepared = _prepare(relier, task, call)
     async with translate_errors_async(relier.settings.redis_url):
-        created, _ = await (await relier.ascripts()).dispatch(*prepared)
-    return TaskHandle(relier, prepared[0], task.name, created)
+        reply = await (await relier.ascripts()).dispatch(*prepared)
+    return _handle(relier, task, prepared, reply)
 
 
 def push_many(
@@ -152,7 +200,7 @@ def push_many(
                     scripts.dispatch_in(pipe, *item)
                 replies = pipe.execute()
             handles += [
-                TaskHandle(relier, item[0], task.name, bool(int(reply[0])))
+                _handle(relier, task, item, reply)
                 for item, reply in zip(chunk, replies, strict=True)
             ]
     return handles
@@ -176,7 +224,7 @@ async def apush_many(
                     await scripts.dispatch_in(pipe, *item)
                 replies = await pipe.execute()
             handles += [
-                TaskHandle(relier, item[0], task.name, bool(int(reply[0])))
+                _handle(relier, task, item, reply)
                 for item, reply in zip(chunk, replies, strict=True)
             ]
     return handles

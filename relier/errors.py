@@ -20,6 +20,7 @@ to do about it.
     ├── ResultTimeoutError
     ├── StaleFenceError
     ├── LockNotAcquiredError
+    ├── IdempotencyConflictError
     └── LocalRedisError
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "IdempotencyConflictError",
     "InvalidEnvelopeError",
     "LocalRedisError",
     "LockNotAcquiredError",
@@ -164,3 +166,20 @@ class LockNotAcquiredError(RelierError):
         )
         self.key = key
         self.retry_after = retry_after
+
+
+class IdempotencyConflictError(RelierError):
+    """Raised by a push that reuses an idempotency key with other arguments.
+
+    The first call under the key stands; nothing was enqueued. Use a key that
+    covers everything that makes two calls different.
+    """
+
+    def __init__(self, task_name: str, key: str, task_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} of {task_name} was used before with different arguments "
+            f"(task {task_id}); nothing was enqueued"
+        )
+        self.task_name = task_name
+        self.key = key
+        self.task_id = task_id

@@ -27,7 +27,7 @@ from ._loop import run_coroutine
 from .clock import now_ms
 from .context import TaskContext
 from .dlq import Reason
-from .envelope import decode, dumps
+from .envelope import Envelope, decode, dumps
 from .errors import (
     InvalidEnvelopeError,
     PayloadNotSerializableError,
@@ -208,7 +208,7 @@ def _run_attempt(
     committed = _patiently(
         "complete",
         lambda: scripts.complete(
-            task_id, fence, result, now_ms(), relier.settings.result_ttl, owner
+            task_id, fence, result, now_ms(), _result_ttl(relier, task, envelope), owner
         ),
     )
     if not committed:
@@ -218,6 +218,13 @@ def _run_attempt(
             task_id,
             fence,
         )
+
+
+def _result_ttl(relier: Relier, task: RlTask[Any, Any], envelope: Envelope) -> int:
+    """How long the journal keeps a success: an idempotent call's key TTL, if set."""
+    if envelope.idempotency_key is not None and task.idempotency_ttl is not None:
+        return max(1, round(task.idempotency_ttl))
+    return relier.settings.result_ttl
 
 
 def _fail(

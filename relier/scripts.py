@@ -118,22 +118,14 @@ class _Args:
         delivery_tag: str,
         now: int,
         due: int,
+        fingerprint: str = "",
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule],
-            [
-                task_id,
-                task_name,
-                queue,
-                envelope,
-                message_template,
-                delivery_tag,
-                now,
-                due,
-                self.hmax,
-            ],
-        )
+            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule, self.keys.dlq, tk.done],
+            [task_id, task_name, queue, envelope, message_template, delivery_tag, now, due,
+             self.hmax, fingerprint],
+        )  # fmt: skip
 
     def claim(self, task_id: str, owner: str, now: int, pid: int) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
@@ -245,7 +237,8 @@ class Scripts:
         return self._scripts[name](keys=keys, args=argv, client=client or self.client)
 
     def dispatch(self, *a: Any) -> tuple[bool, str]:
-        """Journal and publish one task; ``(created, state)``."""
+        """Journal and publish one task; ``(created, state)`` (state ``CONFLICT``
+        for an idempotency key reused with other arguments)."""
         raw = self._call("dispatch", self.args.dispatch(*a))
         return bool(int(raw[0])), _text(raw[1])
 

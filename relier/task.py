@@ -93,11 +93,23 @@ class RlTask(_Pusher[P, R]):
         schema_version: int = 1,
         celery_app: Any = None,
         relier: _app.Relier | None = None,
+        idempotent: bool = False,
+        idempotency_key: Callable[..., Any] | None = None,
+        idempotency_ttl: float | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@rl_task needs a function, got {fn!r}")
         if schema_version < 1:
             raise ConfigurationError(f"schema_version must be >= 1, got {schema_version}")
+        if idempotency_key is not None and not callable(idempotency_key):
+            raise ConfigurationError(
+                f"key= must be a callable over the arguments, got {idempotency_key!r}"
+            )
+        if idempotency_ttl is not None and idempotency_ttl <= 0:
+            raise ConfigurationError(f"idempotency_ttl must be > 0 seconds, got {idempotency_ttl}")
+        self.idempotent = idempotent or idempotency_key is not None
+        self.idempotency_key_fn = idempotency_key
+        self.idempotency_ttl = idempotency_ttl
         self.fn = fn
         self.task = self
         self.options = CallOptions()
@@ -220,6 +232,9 @@ def rl_task(
     retry_jitter: bool | None = None,
     schema_version: int = 1,
     app: Any = None,
+    idempotent: bool = False,
+    key: Callable[..., Any] | None = None,
+    idempotency_ttl: float | None = None,
 ) -> _Decorator: ...
 
 
@@ -236,6 +251,9 @@ def rl_task(
     retry_jitter: bool | None = None,
     schema_version: int = 1,
     app: Any = None,
+    idempotent: bool = False,
+    key: Callable[..., Any] | None = None,
+    idempotency_ttl: float | None = None,
 ) -> RlTask[Any, Any] | _Decorator:
     """Make ``fn`` (sync or async) a Relier task; usable bare or with options.
 
@@ -252,6 +270,17 @@ def rl_task(
         schema_version: the version of the task's argument schema.
         app: the Celery app to register with; by default the task is
             registered with every Celery app (like ``shared_task``).
+        idempotent: the same logical call (same key) runs to a successful
+            commit at most once within ``idempotency_ttl``: a duplicate push
+            while it is pending or running gets its handle, one after success
+            gets its result, one after it died in the DLQ runs it anew. The
+            key defaults to the task name plus the canonical JSON of the
+            arguments.
+        key: a callable over the call's arguments returning the idempotency
+            key (implies ``idempotent=True``), e.g. ``lambda order_id, **_:
+            order_id``.
+        idempotency_ttl: seconds a succeeded idempotent call (and its result)
+            is remembered; default ``RELIER_RESULT_TTL``.
 
     Raises:
         ConfigurationError: an option is invalid or the name is taken.
@@ -274,6 +303,9 @@ def rl_task(
             retry=policy,
             schema_version=schema_version,
             celery_app=app,
+            idempotent=idempotent,
+            idempotency_key=key,
+            idempotency_ttl=idempotency_ttl,
         )
 
     if fn is not None:

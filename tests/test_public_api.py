@@ -18,7 +18,7 @@ INTENDED = {
     # the dead letter queue
     "DeadTask", "Reason",
     # locks
-    "idempotency_lock", "IdempotencyLock", "LockNotAcquiredError",
+    "idempotency_lock", "IdempotencyLock", "LockNotAcquiredError", "IdempotencyConflictError",
     # errors
     "RelierError", "ConfigurationError", "RedisUnavailableError", "PreflightError",
     "UnknownTaskError", "PayloadError", "PayloadNotSerializableError", "PayloadTooLargeError",

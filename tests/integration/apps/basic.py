@@ -7,6 +7,7 @@ see exactly how many times a body ran, whichever process ran it.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import relier
 from relier import TaskContext, rl_task
@@ -71,3 +72,26 @@ def bad_result() -> object:
 @rl_task(name="basic.kw")
 async def kw(*, name: str, times: int = 1) -> str:
     return name * times
+
+
+@rl_task(name="basic.charge", idempotent=True)
+def charge(order: str, cents: int) -> dict[str, object]:
+    """An idempotent payment: counts its executions, takes a moment."""
+    n = bump(f"charge:{order}")
+    time.sleep(0.3)
+    return {"order": order, "cents": cents, "execution": n}
+
+
+@rl_task(name="basic.charge_by_order", key=lambda order, cents: order)
+def charge_by_order(order: str, cents: int) -> int:
+    bump(f"charge_by_order:{order}")
+    return cents
+
+
+@rl_task(name="basic.flaky_idem", idempotent=True, max_retries=0)
+def flaky_idem(key: str) -> str:
+    """Fails while the flag ``rl-test:fail:<key>`` is set."""
+    bump(f"flaky_idem:{key}")
+    if relier.current().redis.get(f"rl-test:fail:{key}"):
+        raise ValueError(f"{key} is set to fail")
+    return "ok"
