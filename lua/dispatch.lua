@@ -11,17 +11,27 @@
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist
 -- KEYS[3] = queue list (kombu)            KEYS[4] = rl:schedule
 -- KEYS[5] = rl:dlq          KEYS[6] = rl:{id}:done
+-- KEYS[7] = rl:rate:<task>[:<rate key>]  (admission; any key when unused)
 -- ARGV[1] = task id         ARGV[2] = task name      ARGV[3] = queue name
 -- ARGV[4] = envelope JSON   ARGV[5] = Celery message template (ends before
 --           the delivery tag's value)    ARGV[6] = delivery tag
 -- ARGV[7] = now (ms)        ARGV[8] = due time (ms); 0 = publish now
 -- ARGV[9] = history_max     ARGV[10] = argument fingerprint, "" if not idempotent
+-- ARGV[11] = rate: emission interval (ms per call), 0 = no rate limit
+-- ARGV[12] = rate: burst (calls allowed at once)
+-- ARGV[13] = max queue depth, 0 = none   ARGV[14] = retry-after when full (ms)
 -- returns {1, "PENDING"} when created (or revived), {0, state} when the id
---         exists already, {0, "CONFLICT"} for other arguments under one key
+--         exists already, {0, "CONFLICT"} for other arguments under one key,
+--         {0, "REJECTED", retry_after_ms, "rate" | "depth"} when not admitted
+--
+-- Admission is GCRA: the key holds the theoretical arrival time (TAT) of
+-- the next call; a call is admitted when TAT - now <= (burst - 1) * interval,
+-- which spaces calls evenly and allows bursts of exactly `burst`. A
+-- duplicate of an existing id is answered before admission and uses nothing.
 local fingerprint = ARGV[10] or ''
 local now = ARGV[7]
+local nowf = tonumber(now)
 local existing = redis.call('HMGET', KEYS[1], 'state', 'argh')
-local event = {t = tonumber(now), e = 'dispatched', q = ARGV[3]}
 if existing[1] then
   if fingerprint ~= '' and existing[2] and existing[2] ~= fingerprint then
     return {0, 'CONFLICT'}
@@ -29,6 +39,32 @@ if existing[1] then
   if existing[1] ~= 'DEAD' or fingerprint == '' then
     return {0, existing[1]}
   end
+end
+-- Admission, before any write: a rejected call changes nothing.
+local max_depth = tonumber(ARGV[13] or 0)
+if max_depth > 0 and redis.call('LLEN', KEYS[3]) >= max_depth then
+  return {0, 'REJECTED', tonumber(ARGV[14]), 'depth'}
+end
+local interval = tonumber(ARGV[11] or 0)
+if interval > 0 then
+  -- Redis's own clock, not the producer's (ARGV[7]): producers on several
+  -- hosts share this limit, and their clocks disagree by more than a
+  -- rate-limit interval.
+  local t = redis.call('TIME')
+  local clock = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  local tat = tonumber(redis.call('GET', KEYS[7]) or 0)
+  if tat < clock then
+    tat = clock
+  end
+  local tolerance = (tonumber(ARGV[12]) - 1) * interval
+  if tat - clock > tolerance then
+    return {0, 'REJECTED', math.ceil(tat - tolerance - clock), 'rate'}
+  end
+  local next_tat = tat + interval
+  redis.call('SET', KEYS[7], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - clock) + 1)
+end
+local event = {t = nowf, e = 'dispatched', q = ARGV[3]}
+if existing[1] then
   -- Revive: a fresh run of the same logical call. The fence is never reset,
   -- so nothing of the dead run can ever commit over the new one.
   local old = redis.call('HMGET', KEYS[1], 'reason', 'attempt')

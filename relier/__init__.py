@@ -13,6 +13,7 @@ from .context import TaskContext
 from .dispatch import Call, CallOptions
 from .dlq import DeadTask, Reason
 from .errors import (
+    AdmissionRejectedError,
     ConfigurationError,
     IdempotencyConflictError,
     InvalidEnvelopeError,
@@ -37,6 +38,7 @@ from .task import BoundTask, RlTask, rl_task
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdmissionRejectedError",
     "BoundTask",
     "Call",
     "CallOptions",

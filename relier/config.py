@@ -63,6 +63,12 @@ class RelierSettings(BaseSettings):
     scan_interval_ms: int = Field(
         500, ge=50, description="How often workers move due retries and look for dead leases."
     )
+    depth_retry_after: float = Field(
+        1.0,
+        gt=0,
+        description="The retry_after (seconds) given to pushes refused because the task's "
+        "queue is at its max_queue_depth.",
+    )
     max_resurrections: int = Field(
         3,
         ge=1,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import now_ms
 from .connection import translate_errors, translate_errors_async
 from .envelope import Envelope, encode
-from .errors import ConfigurationError, IdempotencyConflictError
+from .errors import AdmissionRejectedError, ConfigurationError, IdempotencyConflictError
 from .handle import TaskHandle
 from .message import message_template, new_delivery_tag
 
@@ -132,17 +132,59 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
         now,
         due,
         idem[2] if idem else "",
+        *_admission_args(relier, task, call),
+    )
+
+
+def _admission_args(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, ...]:
+    adm = task.admission
+    if not adm.active:
+        return ()
+    bucket = adm.bucket(task.name, call.args, call.kwargs) if adm.interval_ms else ""
+    return (
+        bucket,
+        adm.interval_ms,
+        adm.burst,
+        adm.max_queue_depth,
+        round(relier.settings.depth_retry_after * 1000),
     )
 
 
 def _handle(
     relier: Relier, task: RlTask[Any, Any], prepared: tuple[Any, ...], reply: Any
 ) -> TaskHandle:
-    created, state = bool(int(reply[0])), reply[1]
-    if not created and (state == b"CONFLICT" or state == "CONFLICT"):
+    """The handle for a dispatch reply; raises for a conflict or a rejection."""
+    created, state = bool(int(reply[0])), _text(reply[1])
+    if not created and state == "CONFLICT":
         key = json.loads(prepared[3]).get("ik", "")
         raise IdempotencyConflictError(task.name, key, prepared[0])
+    if not created and state == "REJECTED":
+        raise AdmissionRejectedError(task.name, int(reply[2]) / 1000, _text(reply[3]))
     return TaskHandle(relier, prepared[0], task.name, created)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _collect(
+    relier: Relier, task: RlTask[Any, Any], prepared: list[tuple[Any, ...]], replies: list[Any]
+) -> list[TaskHandle]:
+    """Handles for a batch; one AdmissionRejectedError after it for refused calls."""
+    handles: list[TaskHandle | None] = []
+    rejected: list[int] = []
+    worst: AdmissionRejectedError | None = None
+    for index, (item, reply) in enumerate(zip(prepared, replies, strict=True)):
+        try:
+            handles.append(_handle(relier, task, item, reply))
+        except AdmissionRejectedError as exc:
+            handles.append(None)
+            rejected.append(index)
+            if worst is None or exc.retry_after > worst.retry_after:
+                worst = exc
+    if worst is not None:
+        raise AdmissionRejectedError(task.name, worst.retry_after, worst.reason, rejected, handles)
+    return [h for h in handles if h is not None]
 
 
 def _as_calls(calls: Iterable[Call | Sequence[Any]], options: CallOptions) -> list[Call]:
@@ -166,7 +208,7 @@ def push(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
     """Journal and publish one call; returns its handle."""
     prepared = _prepare(relier, task, call)
     with translate_errors(relier.settings.redis_url):
-        reply = relier.scripts.dispatch(*prepared)
+        reply = relier.scripts.dispatch_raw(*prepared)
     return _handle(relier, task, prepared, reply)
 
 
@@ -174,7 +216,7 @@ async def apush(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandl
     """Async :func:`push` on the running loop's Redis client."""
     prepared = _prepare(relier, task, call)
     async with translate_errors_async(relier.settings.redis_url):
-        reply = await (await relier.ascripts()).dispatch(*prepared)
+        reply = await (await relier.ascripts()).dispatch_raw(*prepared)
     return _handle(relier, task, prepared, reply)
 
 
@@ -190,20 +232,15 @@ def push_many(
     the last call enqueues none of them.
     """
     prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
-    handles: list[TaskHandle] = []
+    replies: list[Any] = []
     scripts = relier.scripts
     with translate_errors(relier.settings.redis_url):
         for start in range(0, len(prepared), _CHUNK):
-            chunk = prepared[start : start + _CHUNK]
             with relier.redis.pipeline(transaction=False) as pipe:
-                for item in chunk:
+                for item in prepared[start : start + _CHUNK]:
                     scripts.dispatch_in(pipe, *item)
-                replies = pipe.execute()
-            handles += [
-                _handle(relier, task, item, reply)
-                for item, reply in zip(chunk, replies, strict=True)
-            ]
-    return handles
+                replies += pipe.execute()
+    return _collect(relier, task, prepared, replies)
 
 
 async def apush_many(
@@ -214,17 +251,12 @@ async def apush_many(
 ) -> list[TaskHandle]:
     """Async :func:`push_many`."""
     prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
-    handles: list[TaskHandle] = []
+    replies: list[Any] = []
     scripts = await relier.ascripts()
     async with translate_errors_async(relier.settings.redis_url):
         for start in range(0, len(prepared), _CHUNK):
-            chunk = prepared[start : start + _CHUNK]
             async with scripts.client.pipeline(transaction=False) as pipe:
-                for item in chunk:
+                for item in prepared[start : start + _CHUNK]:
                     await scripts.dispatch_in(pipe, *item)
-                replies = await pipe.execute()
-            handles += [
-                _handle(relier, task, item, reply)
-                for item, reply in zip(chunk, replies, strict=True)
-            ]
-    return handles
+                replies += await pipe.execute()
+    return _collect(relier, task, prepared, replies)

@@ -21,12 +21,16 @@ to do about it.
     ├── StaleFenceError
     ├── LockNotAcquiredError
     ├── IdempotencyConflictError
+    ├── AdmissionRejectedError
     └── LocalRedisError
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "AdmissionRejectedError",
     "ConfigurationError",
     "IdempotencyConflictError",
     "InvalidEnvelopeError",
@@ -183,3 +187,34 @@ class IdempotencyConflictError(RelierError):
         self.task_name = task_name
         self.key = key
         self.task_id = task_id
+
+
+class AdmissionRejectedError(RelierError):
+    """Raised by a push that admission control refused; nothing was enqueued.
+
+    ``retry_after`` is the number of seconds (float) after which the same
+    push would be admitted (for a rate limit, exactly; for a full queue, the
+    configured hint), ``reason`` is ``"rate"`` or ``"depth"``. HTTP adapters
+    turn it into ``429 Too Many Requests`` with a ``Retry-After`` header.
+    For ``push_many``, ``rejected`` lists the indexes of refused calls and
+    ``handles`` holds a handle for each admitted call (``None`` for refused).
+    """
+
+    def __init__(
+        self,
+        task_name: str,
+        retry_after: float,
+        reason: str,
+        rejected: list[int] | None = None,
+        handles: list[Any] | None = None,
+    ) -> None:
+        what = "rate limit" if reason == "rate" else "queue depth cap"
+        count = f"{len(rejected)} calls" if rejected else "the call"
+        super().__init__(
+            f"{task_name}: {count} refused by its {what}; retry after {retry_after:.3f} s"
+        )
+        self.task_name = task_name
+        self.retry_after = retry_after
+        self.reason = reason
+        self.rejected = rejected or []
+        self.handles = handles or []

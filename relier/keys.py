@@ -32,6 +32,8 @@ key                         type    written by      lifetime
 ``rl:draining:<wid>``       string  worker          set while a worker shuts
                                                     down: its claims refuse
 ``rl:leader``               string  resurrector     the resurrector lock; PX
+``rl:rate:<task>[:<key>]``  string  dispatch        GCRA arrival time of the
+                                                    next call; PX ~ interval
 ``rl:lock:{<key>}``         string  locks           holder token of an
                                                     idempotency lock; PX ttl
 ``rl:lock:{<key>}:fence``   string  locks           last fence handed out for
@@ -100,6 +102,9 @@ class Keys:
     @property
     def leader(self) -> str:
         return f"{self.prefix}:leader"
+
+    def rate(self, bucket: str) -> str:
+        return f"{self.prefix}:rate:{bucket}"
 
     def lock(self, key: str) -> str:
         return f"{self.prefix}:lock:{{{key}}}"

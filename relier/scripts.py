@@ -119,12 +119,18 @@ class _Args:
         now: int,
         due: int,
         fingerprint: str = "",
+        rate_bucket: str = "",
+        interval_ms: float = 0.0,
+        burst: int = 1,
+        max_depth: int = 0,
+        depth_retry_ms: int = 1000,
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule, self.keys.dlq, tk.done],
+            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule, self.keys.dlq, tk.done,
+             self.keys.rate(rate_bucket or task_name)],
             [task_id, task_name, queue, envelope, message_template, delivery_tag, now, due,
-             self.hmax, fingerprint],
+             self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms],
         )  # fmt: skip
 
     def claim(self, task_id: str, owner: str, now: int, pid: int) -> tuple[list[str], list[Any]]:
@@ -241,6 +247,10 @@ class Scripts:
         for an idempotency key reused with other arguments)."""
         raw = self._call("dispatch", self.args.dispatch(*a))
         return bool(int(raw[0])), _text(raw[1])
+
+    def dispatch_raw(self, *a: Any) -> list[Any]:
+        """Journal and publish one task; the script's whole reply (see dispatch.lua)."""
+        return list(self._call("dispatch", self.args.dispatch(*a)))
 
     def dispatch_in(self, pipe: Any, *a: Any) -> None:
         """Queue a dispatch on a pipeline (the caller executes it)."""
@@ -365,6 +375,10 @@ class AsyncScripts:
     async def dispatch(self, *a: Any) -> tuple[bool, str]:
         raw = await self._call("dispatch", self.args.dispatch(*a))
         return bool(int(raw[0])), _text(raw[1])
+
+    async def dispatch_raw(self, *a: Any) -> list[Any]:
+        """Async :meth:`Scripts.dispatch_raw`."""
+        return list(await self._call("dispatch", self.args.dispatch(*a)))
 
     async def dispatch_in(self, pipe: Any, *a: Any) -> None:
         """Queue a dispatch on an async pipeline (the caller executes it)."""

@@ -15,6 +15,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast
 
 from . import app as _app
 from . import dispatch
+from .admission import Admission
 from .context import TaskContext, wants_context
 from .dispatch import Call, CallOptions
 from .errors import ConfigurationError
@@ -96,6 +97,7 @@ class RlTask(_Pusher[P, R]):
         idempotent: bool = False,
         idempotency_key: Callable[..., Any] | None = None,
         idempotency_ttl: float | None = None,
+        admission: Admission | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@rl_task needs a function, got {fn!r}")
@@ -110,6 +112,7 @@ class RlTask(_Pusher[P, R]):
         self.idempotent = idempotent or idempotency_key is not None
         self.idempotency_key_fn = idempotency_key
         self.idempotency_ttl = idempotency_ttl
+        self.admission = admission or Admission()
         self.fn = fn
         self.task = self
         self.options = CallOptions()
@@ -235,6 +238,10 @@ def rl_task(
     idempotent: bool = False,
     key: Callable[..., Any] | None = None,
     idempotency_ttl: float | None = None,
+    rate_limit: str | None = None,
+    rate_burst: int = 1,
+    rate_key: Callable[..., Any] | None = None,
+    max_queue_depth: int | None = None,
 ) -> _Decorator: ...
 
 
@@ -254,6 +261,10 @@ def rl_task(
     idempotent: bool = False,
     key: Callable[..., Any] | None = None,
     idempotency_ttl: float | None = None,
+    rate_limit: str | None = None,
+    rate_burst: int = 1,
+    rate_key: Callable[..., Any] | None = None,
+    max_queue_depth: int | None = None,
 ) -> RlTask[Any, Any] | _Decorator:
     """Make ``fn`` (sync or async) a Relier task; usable bare or with options.
 
@@ -281,12 +292,23 @@ def rl_task(
             order_id``.
         idempotency_ttl: seconds a succeeded idempotent call (and its result)
             is remembered; default ``RELIER_RESULT_TTL``.
+        rate_limit: the most calls pushed per time unit, cluster-wide:
+            ``"100/s"``, ``"30/m"``, ``"5/h"``. A push over it raises
+            ``AdmissionRejectedError`` with ``retry_after`` and enqueues
+            nothing.
+        rate_burst: how many calls may be pushed at once before the rate
+            spacing applies (default 1: evenly spaced).
+        rate_key: a callable over the arguments naming a separate limit per
+            value, e.g. ``lambda tenant, **_: tenant`` for a limit per tenant.
+        max_queue_depth: refuse pushes while the task's queue holds this many
+            messages (``retry_after`` is ``RELIER_DEPTH_RETRY_AFTER``).
 
     Raises:
         ConfigurationError: an option is invalid or the name is taken.
     """
     if isinstance(retry_on, type):
         retry_on = (retry_on,)
+    admission = Admission.build(rate_limit, rate_burst, rate_key, max_queue_depth)
     policy = RetryPolicy(
         max_retries=max_retries,
         retry_on=tuple(retry_on),
@@ -306,6 +328,7 @@ def rl_task(
             idempotent=idempotent,
             idempotency_key=key,
             idempotency_ttl=idempotency_ttl,
+            admission=admission,
         )
 
     if fn is not None:

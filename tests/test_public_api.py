@@ -19,6 +19,7 @@ INTENDED = {
     "DeadTask", "Reason",
     # locks
     "idempotency_lock", "IdempotencyLock", "LockNotAcquiredError", "IdempotencyConflictError",
+    "AdmissionRejectedError",
     # errors
     "RelierError", "ConfigurationError", "RedisUnavailableError", "PreflightError",
     "UnknownTaskError", "PayloadError", "PayloadNotSerializableError", "PayloadTooLargeError",
