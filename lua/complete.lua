@@ -9,6 +9,9 @@
 -- returns 1 committed, 0 refused (stale fence or not RUNNING)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local now = tonumber(ARGV[3])
+if job[1] == 'SUCCEEDED' and job[2] == ARGV[1] then
+  return 1  -- this very commit, retried after its reply was lost
+end
 if job[1] ~= 'RUNNING' or job[2] ~= ARGV[1] then
   if job[1] then
     redis.call('RPUSH', KEYS[2], cjson.encode(

@@ -12,6 +12,13 @@
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local now = tonumber(ARGV[3])
 local hmax = -tonumber(ARGV[8])
+-- This very call, retried after its reply was lost: report what it did.
+if job[2] == ARGV[2] and job[1] == 'RETRYING' then
+  return 1
+end
+if job[2] == ARGV[2] and job[1] == 'DEAD' then
+  return 2
+end
 if job[1] ~= 'RUNNING' or job[2] ~= ARGV[2] then
   if job[1] then
     redis.call('RPUSH', KEYS[2], cjson.encode(

@@ -10,7 +10,8 @@ local job = redis.call('HMGET', KEYS[1], 'state', 'owner', 'msg')
 if job[1] ~= 'PENDING' or job[2] then
   return 0
 end
-redis.call('LPUSH', KEYS[3], job[3] .. ARGV[2] .. '"}}')
+-- RPUSH: to the front of the queue (kombu consumes from the right).
+redis.call('RPUSH', KEYS[3], job[3] .. ARGV[2] .. '"}}')
 redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[1]), e = 'republished'}))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 return 1

@@ -60,7 +60,9 @@ if counted then
   end
 end
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'updated', ARGV[3])
-redis.call('LPUSH', KEYS[4], job[3] .. ARGV[4] .. '"}}')
+-- RPUSH: kombu consumes from the right, so the task goes to the front of
+-- the queue (as kombu restores messages), not behind the whole backlog.
+redis.call('RPUSH', KEYS[4], job[3] .. ARGV[4] .. '"}}')
 redis.call('RPUSH', KEYS[2], cjson.encode(event))
 redis.call('LTRIM', KEYS[2], hmax, -1)
 return {'requeued', state}

@@ -18,6 +18,7 @@ import os
 import random
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,10 +99,11 @@ def execute(
     task_id = str(request.id)
     written_by_relier = list(args) == [task_id] and not kwargs
     owner = _owner(request)
+    token = uuid.uuid4().hex
     try:
         claim = _patiently(
             "claim",
-            lambda: relier.scripts.claim(task_id, owner, now_ms(), os.getpid()),
+            lambda: relier.scripts.claim(task_id, owner, now_ms(), os.getpid(), token),
             _REDIS_PATIENCE_S,
         )
     except _TRANSIENT as exc:

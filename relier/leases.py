@@ -56,12 +56,18 @@ class Lease:
             pipe.execute()
 
     def renew(self) -> None:
-        """Extend the lease by a full TTL."""
-        self.relier.redis.set(
-            self.relier.keys.worker(self.worker_id),
-            self._value,
-            px=self.relier.settings.lease_ttl_ms,
-        )
+        """Extend the lease by a full TTL, and stay listed (one round trip).
+
+        Listing again matters for a worker that froze (SIGSTOP, a long GC or
+        VM pause) past its lease: the resurrector took its work back and
+        forgot it; once it wakes it is alive again, and must be reapable if
+        it dies later.
+        """
+        keys = self.relier.keys
+        with self.relier.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.worker(self.worker_id), self._value, px=self.relier.settings.lease_ttl_ms)
+            pipe.zadd(keys.workers, {self.worker_id: self.started}, nx=True)
+            pipe.execute()
 
     def release(self) -> None:
         """Drop the lease and the listing (only once the worker owns nothing)."""

@@ -133,11 +133,13 @@ class _Args:
              self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms],
         )  # fmt: skip
 
-    def claim(self, task_id: str, owner: str, now: int, pid: int) -> tuple[list[str], list[Any]]:
+    def claim(
+        self, task_id: str, owner: str, now: int, pid: int, token: str
+    ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
             [tk.job, tk.hist, self.keys.owned(owner), self.keys.draining(owner)],
-            [task_id, owner, pid, now, self.hmax],
+            [task_id, owner, pid, now, self.hmax, token],
         )
 
     def reserve(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
@@ -256,9 +258,14 @@ class Scripts:
         """Queue a dispatch on a pipeline (the caller executes it)."""
         self._call("dispatch", self.args.dispatch(*a), pipe)
 
-    def claim(self, task_id: str, owner: str, now: int, pid: int = 0) -> Claim:
-        """Start an attempt on worker ``owner`` (its incarnation id), or drop."""
-        return _claim_result(self._call("claim", self.args.claim(task_id, owner, now, pid)))
+    def claim(self, task_id: str, owner: str, now: int, pid: int = 0, token: str = "") -> Claim:
+        """Start an attempt on worker ``owner`` (its incarnation id), or drop.
+
+        ``token`` identifies this delivery: repeating the call with it (after
+        a lost reply) returns the same attempt.
+        """
+        built = self.args.claim(task_id, owner, now, pid, token)
+        return _claim_result(self._call("claim", built))
 
     def reserve(self, task_id: str, owner: str, now: int) -> str:
         """Mark a received, not yet started task as owned by ``owner``; the new state."""

@@ -115,10 +115,22 @@ def test_stale_fence_is_refused(scripts: Scripts, client: redis.Redis) -> None:
 @pytest.mark.parametrize("state", ["PENDING", "SUCCEEDED", "RETRYING", "DEAD"])
 def test_fail_needs_a_running_task(scripts: Scripts, client: redis.Redis, state: str) -> None:
     fence = running(scripts)
-    client.hset(KEYS.task("t1").job, "state", state)
+    client.hset(KEYS.task("t1").job, mapping={"state": state, "fence": fence + 1})
     assert scripts.fail("t1", fence, 3_000, 0, "max_retries", "e", "tb") == 0
     assert client.hget(KEYS.task("t1").job, "state") == state.encode()
     assert client.zcard(KEYS.dlq) == 0
+
+
+@pytest.mark.parametrize(("due", "outcome"), [(5_000, 1), (0, 2)])
+def test_repeated_fail_of_the_same_attempt_reports_its_outcome(
+    scripts: Scripts, client: redis.Redis, due: int, outcome: int
+) -> None:
+    # Retried after its reply was lost: same outcome, nothing written again.
+    fence = running(scripts)
+    assert scripts.fail("t1", fence, 3_000, due, "max_retries", "e", "tb") == outcome
+    before = client.hgetall(KEYS.task("t1").job)
+    assert scripts.fail("t1", fence, 3_001, due, "max_retries", "e", "tb") == outcome
+    assert client.hgetall(KEYS.task("t1").job) == before
 
 
 def test_fail_of_a_missing_task_writes_nothing(scripts: Scripts, client: redis.Redis) -> None:

@@ -74,8 +74,9 @@ def test_child_death_requeues_and_counts(scripts: Scripts, client: redis.Redis) 
     assert b"pid" not in job
     assert job[b"updated"] == b"5000"
     assert not client.exists(KEYS.owned("w1"))
-    assert queue_tags(client) == ["tag1", "tag0"]
-    message = json.loads(client.lindex(KEYS.queue("q"), 0))
+    # At the consuming (right) end: the front of the queue, next to be taken.
+    assert queue_tags(client) == ["tag0", "tag1"]
+    message = json.loads(client.lindex(KEYS.queue("q"), -1))
     assert message["headers"]["id"] == "t1"
     assert history(client)[-1] == {
         "t": 5_000, "e": "resurrected", "kind": "child", "from": "w1", "was": "RUNNING",
@@ -125,7 +126,7 @@ def test_reserved_task_is_requeued_without_counting(
     assert (job[b"res"], job.get(b"res_w")) == (b"0", None)
     assert not client.exists(KEYS.owned("w1"))
     assert "count" not in history(client)[-1]
-    assert queue_tags(client) == ["tag1", "tag0"]
+    assert queue_tags(client) == ["tag0", "tag1"]
 
 
 def test_handoff_of_a_running_task_requeues_without_counting(
