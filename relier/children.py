@@ -62,10 +62,19 @@ def pool_pids(pool: Any) -> Callable[[], list[int]]:
 class ChildWatcher:
     """Notices pool-process deaths and resurrects exactly their tasks."""
 
-    def __init__(self, relier: Relier, worker_id: str, pids: Callable[[], list[int]]) -> None:
+    def __init__(
+        self,
+        relier: Relier,
+        worker_id: str,
+        pids: Callable[[], list[int]],
+        stopping: Callable[[], bool] = lambda: False,
+        on_requeued: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.relier = relier
         self.worker_id = worker_id
         self._pids = pids
+        self._stopping = stopping
+        self._on_requeued = on_requeued
         self._known: set[int] = set()
         self._lock = threading.Lock()
 
@@ -82,9 +91,15 @@ class ChildWatcher:
             dead = {pid for pid in watched if not process_alive(pid)}
             self._known = current - dead
         requeued = 0
+        # A worker that is shutting down stops its own pool processes (a cold
+        # shutdown kills them): those deaths are hand-backs, not crashes, and
+        # must never count toward a task's poison-pill limit.
+        kind = "handoff" if self._stopping() else "child"
         for pid in sorted(dead):
-            r, d = take_back(self.relier, self.worker_id, "child", pid=pid)
+            r, d = take_back(self.relier, self.worker_id, kind, pid=pid)
             requeued += r
+            if r and kind == "child":
+                self._on_requeued(r)
             if r or d:
                 log.warning(
                     "relier: pool process %d died; re-queued %d task(s), %d poison pill(s) to "

@@ -38,6 +38,9 @@ key                         type    written by      lifetime
                                                     idempotency lock; PX ttl
 ``rl:lock:{<key>}:fence``   string  locks           last fence handed out for
                                                     the lock (no expiry)
+``rl:reconciled``           string  resurrector     run_id of the Redis run
+                                                    whose stranded tasks were
+                                                    republished after restart
 ``rl:orphans:cursor``       string  resurrector     delivery time up to which
                                                     kombu's unacked entries
                                                     were checked for orphans
@@ -111,6 +114,15 @@ class Keys:
 
     def lock_fence(self, key: str) -> str:
         return f"{self.prefix}:lock:{{{key}}}:fence"
+
+    @property
+    def task_pattern(self) -> str:
+        """SCAN pattern matching every task's journal hash."""
+        return f"{self.prefix}:{{*}}:job"
+
+    @property
+    def reconciled(self) -> str:
+        return f"{self.prefix}:reconciled"
 
     @property
     def orphans_cursor(self) -> str:

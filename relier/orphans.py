@@ -84,3 +84,58 @@ def republish_orphans(relier: Relier, age_s: float = ORPHAN_AGE_S) -> int:
         for task_id, queue in tasks:
             scripts.republish(task_id, queue, now, new_delivery_tag(), client=pipe)
         return sum(1 for r in pipe.execute() if r == 1)
+
+
+def reconcile_after_restart(relier: Relier) -> int | None:
+    """After a Redis restart, republish every PENDING, unowned task from before it.
+
+    A ``BRPOP`` served just before Redis went down can lose its reply: the
+    message is gone from the queue, never reached kombu's ``unacked``, and
+    its task is PENDING and owned by nobody. No per-message trace exists,
+    so once per Redis run (``run_id``, remembered in ``rl:reconciled``) the
+    leader walks the journal (``SCAN``) and republishes each such task last
+    touched before the restart. Tasks still waiting in the queue get a
+    duplicate message, dropped at claim: one extra message per pending task
+    per Redis restart.
+
+    Returns how many tasks were republished, or ``None`` when this Redis run
+    was reconciled already.
+    """
+    client = relier.redis
+    keys = relier.keys
+    info = client.info("server")
+    run_id = str(info.get("run_id", ""))
+    if not run_id or client.get(keys.reconciled) == run_id.encode():
+        return None
+    started_ms = now_ms() - int(info.get("uptime_in_seconds", 0)) * 1000
+    scripts = relier.scripts
+    published = 0
+    for batch in _scan_jobs(client, keys.task_pattern):
+        with client.pipeline(transaction=False) as pipe:
+            for job_key in batch:
+                pipe.hmget(job_key, ["state", "owner", "updated", "queue", "id"])
+            rows = pipe.execute()
+        stranded = [
+            (row[4].decode(), (row[3] or b"celery").decode())
+            for row in rows
+            if row[0] == b"PENDING" and not row[1] and row[4] and int(row[2] or 0) < started_ms
+        ]
+        if stranded:
+            now = now_ms()
+            with client.pipeline(transaction=False) as pipe:
+                for task_id, queue in stranded:
+                    scripts.republish(task_id, queue, now, new_delivery_tag(), client=pipe)
+                published += sum(1 for r in pipe.execute() if r == 1)
+    client.set(keys.reconciled, run_id)
+    return published
+
+
+def _scan_jobs(client: Any, pattern: str) -> Any:
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

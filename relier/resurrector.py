@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from .clock import now_ms
 from .message import new_delivery_tag
-from .orphans import republish_orphans
+from .orphans import reconcile_after_restart, republish_orphans
 from .scheduler import promote_due
 
 if TYPE_CHECKING:
@@ -169,6 +169,12 @@ class Resurrector:
                 break
         republished = 0
         if time.monotonic() >= self._next_orphan_scan:
+            after_restart = reconcile_after_restart(relier)
+            if after_restart:
+                log.warning(
+                    "relier: Redis restarted: republished %d tasks whose message may have been "
+                    "lost with it", after_restart,
+                )  # fmt: skip
             republished = republish_orphans(relier)
             self._next_orphan_scan = time.monotonic() + _ORPHAN_SCAN_S
             if republished:

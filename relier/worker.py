@@ -21,12 +21,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import bootsteps
 from celery.signals import (
+    task_failure,
     task_received,
     task_unknown,
     worker_before_create_process,
@@ -76,11 +78,17 @@ def _relier_of(app: Any) -> Relier:
 class WorkerService:
     """The main-process thread: lease, resurrector, shutdown drain."""
 
-    def __init__(self, relier: Relier, worker_id: str, node: str, pids: Any = None) -> None:
+    def __init__(
+        self, relier: Relier, worker_id: str, node: str, pids: Any = None, worker: Any = None
+    ) -> None:
         self.relier = relier
         self.worker_id = worker_id
         self.lease = Lease(relier, worker_id, node)
-        self.children = ChildWatcher(relier, worker_id, pids or (lambda: []))
+        self.worker = worker
+        self._lent = 0
+        self.children = ChildWatcher(
+            relier, worker_id, pids or (lambda: []), self.stopping, self._lend_prefetch
+        )
         self.resurrector = Resurrector(relier, worker_id)
         self.drain = Drain(relier, worker_id)
         self._stop = threading.Event()
@@ -88,6 +96,41 @@ class WorkerService:
         self._thread = threading.Thread(target=self._run, name="relier-worker", daemon=True)
         self._failing = False
         self._pending_cold: bool | None = None
+
+    def stopping(self) -> bool:
+        """Whether this worker is shutting down (by any signal or path)."""
+        from celery.worker import state
+
+        return bool(_signalled or self.drain.active or state.should_stop or state.should_terminate)
+
+    def _qos(self) -> Any:
+        return getattr(getattr(self.worker, "consumer", None), "qos", None)
+
+    def _lend_prefetch(self, n: int) -> None:
+        # Celery keeps counting a dead pool process's message against the
+        # prefetch limit until its pool maintenance reaps the process (up to
+        # 5 s); meanwhile this worker could not take the re-queued task even
+        # with a process free. Lend the consumer a slot per re-queued task;
+        # it is paid back when Celery reports the WorkerLostError.
+        qos = self._qos()
+        if qos is None:
+            return
+        self._lent += n
+        hub = getattr(self.worker, "hub", None)
+        if hub is not None:
+            # call_soon from another thread wakes the event loop, which then
+            # applies the new prefetch at once instead of at its next poll
+            # timeout.
+            hub.call_soon(qos.increment_eventually, n)
+        else:
+            qos.increment_eventually(n)
+
+    def repay_prefetch(self) -> None:
+        """Celery reported a lost pool process's task: return one lent slot."""
+        qos = self._qos()
+        if self._lent and qos is not None:
+            qos.decrement_eventually()
+            self._lent -= 1
 
     def start(self) -> None:
         self.lease.register()
@@ -172,7 +215,9 @@ class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         global _service
         assert _worker_id is not None
-        _service = WorkerService(self.relier, _worker_id, worker.hostname, pool_pids(worker.pool))
+        _service = WorkerService(
+            self.relier, _worker_id, worker.hostname, pool_pids(worker.pool), worker
+        )
         _service.start()
 
     def stop(self, worker: Any) -> None:
@@ -230,7 +275,42 @@ def _on_before_create_process(**_: Any) -> None:
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
     if _ours(getattr(sender, "app", None)) is not None:
+        _watch_shutdown_signals()
         log.info("%s: %s (%s)", READY_LINE, getattr(sender, "hostname", "?"), _worker_id)
+
+
+_signalled = False
+
+
+def _watch_shutdown_signals() -> None:
+    """Note any shutdown signal before Celery's own handler acts on it.
+
+    Celery's cold shutdown kills the pool processes before it announces the
+    shutdown (worker_shutting_down); without this flag the pool watcher
+    would take those deaths for crashes.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(sig)
+        if getattr(previous, "_relier", False) or not callable(previous):
+            continue
+
+        def noting(signum: int, frame: Any, _previous: Any = previous) -> Any:
+            global _signalled
+            _signalled = True
+            return _previous(signum, frame)
+
+        noting._relier = True  # type: ignore[attr-defined]
+        try:
+            signal.signal(sig, noting)
+        except ValueError:  # not the main thread (an embedded worker): skip
+            return
+
+
+def _on_failure(sender: Any = None, exception: Any = None, **_: Any) -> None:
+    from billiard.exceptions import WorkerLostError
+
+    if isinstance(exception, WorkerLostError) and _service is not None:
+        _service.repay_prefetch()
 
 
 def _on_shutting_down(how: str = "Warm", **_: Any) -> None:
@@ -248,6 +328,7 @@ def _on_shutdown(**_: Any) -> None:
 task_received.connect(_on_received, weak=False)
 task_unknown.connect(_on_unknown, weak=False)
 worker_ready.connect(_on_ready, weak=False)
+task_failure.connect(_on_failure, weak=False)
 worker_before_create_process.connect(_on_before_create_process, weak=False)
 worker_shutting_down.connect(_on_shutting_down, weak=False)
 worker_shutdown.connect(_on_shutdown, weak=False)
@@ -255,6 +336,9 @@ worker_shutdown.connect(_on_shutdown, weak=False)
 
 def install(app: Celery, relier: Relier) -> None:
     """Attach ``relier`` to ``app`` and add the worker bootstep (once per app)."""
+    from ._kombu_patches import install_kombu_guard
+
+    install_kombu_guard()
     app._relier = relier
     if not getattr(app, "_relier_step", False):
         app.steps["worker"].add(RelierStep)

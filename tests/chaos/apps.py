@@ -9,6 +9,7 @@ process and the attempt's fence, so a test can tell which attempt committed.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import redis.exceptions
@@ -79,9 +80,38 @@ def crash(ctx: TaskContext) -> None:
 
 
 @rl_task(name="chaos.gil")
-def gil(ctx: TaskContext, n: int) -> dict[str, object]:
-    """Holds the GIL in one C call (``sum`` over a ``range``) for as long as ``n`` takes."""
+def gil(ctx: TaskContext, seconds: float) -> dict[str, object]:
+    """Holds the GIL in one C call (``sum`` over a ``range``) for about ``seconds``.
+
+    A thread ticking every 10 ms proves it: it cannot tick while the call runs.
+    """
     bump(ctx)
+    n = 1_000_000
+    while True:  # calibrate here: this process's speed is what counts
+        began = time.perf_counter()
+        sum(range(n))
+        took = time.perf_counter() - began
+        if took > 0.1:
+            break
+        n *= 4
+    n = int(n * seconds / took)
+    ticks = [0]
+    running = threading.Event()
+    running.set()
+
+    def tick() -> None:
+        while running.is_set():
+            ticks[0] += 1
+            time.sleep(0.01)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    time.sleep(0.1)
+    before = ticks[0]
     started = time.monotonic()
     total = sum(range(n))
-    return _outcome(ctx, seconds=time.monotonic() - started, total=total)
+    took = time.monotonic() - started
+    during = ticks[0] - before
+    running.clear()
+    ticker.join()
+    return _outcome(ctx, seconds=took, total=total, ticks_before=before, ticks_during=during)

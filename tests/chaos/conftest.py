@@ -3,7 +3,7 @@
 Each scenario reports what it measured (kill → restart latencies, counts)
 with ``chaos_report(name, **figures)``: printed (run pytest with ``-s``), and
 appended as one JSON line to the file named by ``RELIER_CHAOS_REPORT`` when
-it is set (the numbers in ``docs/chaos-guide.md`` come from there).
+it is set (figures for the docs).
 """
 
 from __future__ import annotations

@@ -74,6 +74,23 @@ class Ledger:
         raw = self.rl.redis.hgetall(self.rl.keys.task(task_id).job)
         return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
 
+    def unfinished(self, states: dict[str, str], limit: int = 3) -> str:
+        """The journal and history of a few tasks not SUCCEEDED or DEAD (for failure messages)."""
+        stuck = [i for i, s in states.items() if s not in FINAL]
+        lines = [f"{len(stuck)} of {len(states)} tasks did not finish:"]
+        r = self.rl.redis
+        queued = b"\n".join(r.lrange(self.rl.keys.queue("celery"), 0, -1))
+        unacked = b"\n".join(r.hvals("unacked"))
+        for task_id in stuck[:limit]:
+            job = {k: v for k, v in self.job(task_id).items() if k not in ("env", "msg")}
+            where = (
+                f"messages in the queue: {queued.count(task_id.encode()) // 4}, "
+                f"in kombu's unacked: {unacked.count(task_id.encode()) // 4}"
+            )
+            lines += [f"  {task_id} {job}", f"    {where}"]
+            lines += [f"    {e}" for e in self.history(task_id)]
+        return "\n".join(lines)
+
     def result(self, task_id: str) -> Any:
         return json.loads(self.job(task_id)["result"])
 
@@ -111,13 +128,17 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``predicate()`` until it returns something truthy; fail with ``what`` otherwise."""
+def wait_until(predicate: Any, timeout: float, what: Any, interval: float = 0.02) -> Any:
+    """Poll ``predicate()`` until it returns something truthy; fail with ``what`` otherwise.
+
+    ``what`` is a text, or a function returning one (called on failure).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
         time.sleep(interval)

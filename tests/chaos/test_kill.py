@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 from relier.clock import now_ms
 from relier.testing import WorkerFactory
@@ -20,7 +21,7 @@ from tests.chaos.ledger import Ledger, count_events, events, restarts, stats, wa
 ROUNDS = 5
 
 
-def _first_start(ledger: Ledger, task_id: str) -> dict[str, object]:
+def _first_start(ledger: Ledger, task_id: str) -> dict[str, Any]:
     return wait_until(
         lambda: next(iter(events(ledger.history(task_id), "started")), None),
         10,
@@ -41,7 +42,7 @@ def test_pool_process_sigkill_reruns_its_task_on_another_process_within_1s(
         ledger.add(victim.id, neighbour.id)
         victims.append(victim.id)
         neighbours.append(neighbour.id)
-        pid = int(_first_start(ledger, victim.id)["pid"])  # type: ignore[call-overload]
+        pid = _first_start(ledger, victim.id)["pid"]
         assert pid in worker.children()
         kills[victim.id] = (now_ms(), pid)
         os.kill(pid, signal.SIGKILL)
@@ -49,7 +50,7 @@ def test_pool_process_sigkill_reruns_its_task_on_another_process_within_1s(
         neighbour.result(timeout=15)
 
     states = ledger.wait_final(10)
-    assert list(states.values()) == ["SUCCEEDED"] * (2 * ROUNDS)
+    assert list(states.values()) == ["SUCCEEDED"] * (2 * ROUNDS), ledger.unfinished(states)
     histories = ledger.histories()
     assert count_events(histories, "succeeded") == dict.fromkeys(ledger.ids, 1)
     to_requeue, to_restart = [], []
@@ -97,13 +98,13 @@ def test_worker_sigkill_reruns_running_and_prefetched_tasks_elsewhere(
     killed_at = now_ms()
     doomed.kill()
     states = ledger.wait_final(20)
-    assert list(states.values()) == ["SUCCEEDED"] * 6
+    assert list(states.values()) == ["SUCCEEDED"] * 6, ledger.unfinished(states)
 
     histories = ledger.histories()
     assert count_events(histories, "succeeded") == dict.fromkeys(ledger.ids, 1)
     assert count_events(histories, "resurrected") == dict.fromkeys(ledger.ids, 1)
     assert ledger.executions() == {i: 2 if i in running else 1 for i in ledger.ids}
-    to_restart = []
+    to_requeue, to_restart = [], []
     survivors_pids = set(survivor.children())
     for task_id, history in histories.items():
         [(resurrected, started)] = restarts(history, "resurrected")
@@ -116,10 +117,12 @@ def test_worker_sigkill_reruns_running_and_prefetched_tasks_elsewhere(
         assert int(job.get("res_w") or 0) == (1 if task_id in running else 0)
         assert started["pid"] in survivors_pids
         assert ledger.result(task_id)["node"] == "w2"
+        to_requeue.append(resurrected["t"] - killed_at)
         to_restart.append(started["t"] - killed_at)
     assert not ledger.rl.redis.exists(doomed_owned)
     chaos_report(
         "worker_sigkill",
+        kill_to_requeue_ms=stats(to_requeue),
         kill_to_restart_ms=stats(to_restart),
         running=len(running),
         reserved=6 - len(running),

@@ -12,7 +12,7 @@ import json
 import time
 
 from relier import Relier
-from relier.testing import WorkerFactory
+from relier.testing import RedisServer, WorkerFactory
 from tests.integration.apps import basic
 
 APP = "tests.integration.apps.basic"
@@ -55,3 +55,21 @@ def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
     from relier.dlq import read_history
 
     return read_history(rl, task_id)
+
+
+def test_message_lost_with_a_redis_restart_is_republished(
+    rl_worker: WorkerFactory, rl: Relier, redis_server: RedisServer
+) -> None:
+    # A BRPOP served just before Redis went down, whose reply never arrived:
+    # the message is gone from the queue and never reached kombu's unacked.
+    client = redis_server.client()
+    client.config_set("appendfsync", "always")
+    try:
+        handle = basic.add.push(40, 2)
+        assert client.rpop(rl.keys.queue("celery")) is not None
+        redis_server.restart()
+    finally:
+        redis_server.client().config_set("appendfsync", "everysec")
+    rl_worker(APP)
+    assert handle.result(timeout=30) == 42
+    assert "republished" in [e["e"] for e in _history(rl, handle.id)]
