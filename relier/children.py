@@ -7,9 +7,13 @@ and, when one dies (OOM kill, SIGKILL, segfault, ``os._exit``), runs
 running *in that process* (matched by pid, atomically). That names exactly
 one culprit, so it counts toward ``max_resurrections``.
 
-Celery reports the same death as ``WorkerLostError`` only on its next pool
-maintenance tick (up to 5 s later); by then the task may be running again in
-a new process of the same worker, so Relier never acts on that report.
+Celery reports the same death as ``WorkerLostError`` only on its pool
+maintenance (up to 5 s later), so Relier also asks the event loop to run
+that maintenance at once (the dead process is replaced without delay). The
+report is a backstop for a process that started and died between two polls
+(a poison pill in a fresh replacement process): Relier acts on it only if
+the journal says the task still runs in a dead process, since by then it
+may be running again in a new one.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from .children import ChildWatcher, pool_pids
+from .children import ChildWatcher, pool_pids, process_alive
 from .clock import now_ms
 from .dlq import Reason
 from .leases import Lease, new_worker_id
@@ -117,13 +117,19 @@ class WorkerService:
             return
         self._lent += n
         hub = getattr(self.worker, "hub", None)
-        if hub is not None:
-            # call_soon from another thread wakes the event loop, which then
-            # applies the new prefetch at once instead of at its next poll
-            # timeout.
-            hub.call_soon(qos.increment_eventually, n)
-        else:
+        if hub is None:
             qos.increment_eventually(n)
+            return
+        # call_soon from another thread wakes the event loop, which applies
+        # the new prefetch at once instead of at its next poll timeout; and
+        # asks the pool to replace the dead process now (Celery otherwise
+        # does it on its next maintenance tick, up to 5 s later, and the
+        # re-queued task waits for a free process meanwhile).
+        hub.call_soon(qos.increment_eventually, n)
+        maintain = getattr(getattr(getattr(self.worker, "pool", None), "_pool", None),
+                           "maintain_pool", None)  # fmt: skip
+        if maintain is not None:
+            hub.call_soon(maintain)
 
     def repay_prefetch(self) -> None:
         """Celery reported a lost pool process's task: return one lent slot."""
@@ -306,11 +312,38 @@ def _watch_shutdown_signals() -> None:
             return
 
 
-def _on_failure(sender: Any = None, exception: Any = None, **_: Any) -> None:
+def _on_failure(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
     from billiard.exceptions import WorkerLostError
 
-    if isinstance(exception, WorkerLostError) and _service is not None:
-        _service.repay_prefetch()
+    if not isinstance(exception, WorkerLostError) or _service is None:
+        return
+    _service.repay_prefetch()
+    # The backstop of the pool watcher: a process that started and died
+    # between two of its polls (a poison pill in a fresh replacement process
+    # dies within milliseconds) was never seen. Celery's report names the
+    # task; act only if the journal says it still runs in a dead process of
+    # this worker, so a re-run in a live process is never touched (and
+    # resurrect.lua checks the pid again, atomically).
+    relier = _service.relier
+    try:
+        state, owner, pid = relier.redis.hmget(
+            relier.keys.task(task_id).job, ["state", "owner", "pid"]
+        )
+        if state != b"RUNNING" or owner != (_worker_id or "").encode() or not pid:
+            return
+        dead_pid = int(pid)
+        if process_alive(dead_pid):
+            return
+        kind = "handoff" if _service.stopping() else "child"
+        requeued, dead = take_back(relier, _service.worker_id, kind, pid=dead_pid)
+    except Exception as exc:
+        log.error("relier: could not check lost task %s: %s", task_id, exc)
+        return
+    if requeued or dead:
+        log.warning(
+            "relier: pool process %d died running %s (reported by Celery); re-queued %d, "
+            "%d poison pill(s) to the DLQ", dead_pid, task_id, requeued, dead,
+        )  # fmt: skip
 
 
 def _on_shutting_down(how: str = "Warm", **_: Any) -> None:
