@@ -40,7 +40,13 @@ TABLE_END = "<!-- settings-table:end -->"
 PYTHON_INFO = {"python", "py", "python3"}
 # RELIER_* variables that are not settings: the redis-server binary of the
 # relier.testing pytest plugin.
-NON_SETTING_VARIABLES = {"RELIER_TEST_REDIS_SERVER"}
+# Variables of the test suite itself, not settings of Relier.
+NON_SETTING_VARIABLES = {
+    "RELIER_TEST_REDIS_SERVER",
+    "RELIER_CHAOS_REPORT",
+    "RELIER_SOAK_TASKS",
+    "RELIER_SOAK_SECONDS",
+}
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)$")
 _INLINE_CODE = re.compile(r"(?P<ticks>`+)(?P<code>.+?)(?P=ticks)", re.DOTALL)
