@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 import redis
 
-from relier.envelope import Envelope, encode
-from relier.keys import Keys
-from relier.message import message_template
 from relier.scripts import Scripts, load_all
-
-HMAX = 10
-NAME = "tests.lua.task"
-KEYS = Keys()
-
-
-@pytest.fixture
-def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
-    c = redis_server.client()
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def scripts(client: redis.Redis) -> Scripts:
-    return Scripts(client, KEYS, HMAX)
-
-
-def pending(scripts: Scripts, task_id: str = "t1", *, queue: str = "q", due: int = 0) -> None:
-    env = encode(Envelope(id=task_id, task=NAME, args=[1], kwargs={}, ts=1), max_bytes=4096)
-    tpl = message_template(task_id, NAME, queue)
-    assert scripts.dispatch(task_id, NAME, queue, env, tpl, "tag0", 1_000, due)[0]
-
-
-def history(client: redis.Redis, task_id: str = "t1") -> list[dict[str, Any]]:
-    return [json.loads(e) for e in client.lrange(KEYS.task(task_id).hist, 0, -1)]
+from tests.lua.journal import KEYS, history, pending
 
 
 def assert_dead(client: redis.Redis, reason: str = "unknown_task") -> None:

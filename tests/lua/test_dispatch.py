@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 
 from relier.envelope import Envelope, decode, encode
 from relier.keys import Keys
 from relier.message import message_template
 from relier.scripts import Scripts, load_all
+from tests.lua.journal import HMAX, KEYS, history
 
-HMAX = 10
 NAME = "tests.lua.dispatch_task"
-KEYS = Keys()
-
-
-@pytest.fixture
-def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
-    c = redis_server.client()
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def scripts(client: redis.Redis) -> Scripts:
-    return Scripts(client, KEYS, HMAX)
 
 
 def envelope(task_id: str, *args: Any) -> bytes:
@@ -69,8 +54,7 @@ def test_new_task_is_journaled_pending(scripts: Scripts, client: redis.Redis) ->
 
 def test_history_records_the_dispatch(scripts: Scripts, client: redis.Redis) -> None:
     dispatch(scripts, "t1", queue="emails", now=555)
-    events = [json.loads(e) for e in client.lrange(KEYS.task("t1").hist, 0, -1)]
-    assert events == [{"t": 555, "e": "dispatched", "q": "emails"}]
+    assert history(client) == [{"t": 555, "e": "dispatched", "q": "emails"}]
 
 
 def test_message_is_pushed_to_the_queue_with_its_delivery_tag(
@@ -104,7 +88,7 @@ def test_countdown_goes_to_the_schedule_not_the_queue(
     assert client.llen(KEYS.queue("q")) == 0
     assert client.zscore(KEYS.schedule, "t1") == 6_000
     assert client.hget(KEYS.task("t1").job, "state") == b"PENDING"
-    (event,) = [json.loads(e) for e in client.lrange(KEYS.task("t1").hist, 0, -1)]
+    (event,) = history(client)
     assert event == {"t": 1_000, "e": "dispatched", "q": "q", "due": 6_000}
 
 

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 import redis
 
-from relier.keys import Keys
 from relier.scripts import Scripts
-
-KEYS = Keys()
-
-
-@pytest.fixture
-def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
-    c = redis_server.client()
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def scripts(client: redis.Redis) -> Scripts:
-    return Scripts(client, KEYS, 10)
+from tests.lua.journal import KEYS
 
 
 def test_first_candidate_takes_the_lock(scripts: Scripts, client: redis.Redis) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,20 +11,9 @@ import redis.asyncio
 import redis.exceptions
 
 from relier.envelope import Envelope, encode
-from relier.keys import Keys
 from relier.message import message_template
 from relier.scripts import SCRIPT_NAMES, AsyncScripts, Scripts, load_all
-
-HMAX = 10
-NAME = "tests.lua.task"
-KEYS = Keys()
-
-
-@pytest.fixture
-def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
-    c = redis_server.client()
-    yield c
-    c.close()
+from tests.lua.journal import HMAX, KEYS, NAME
 
 
 def args(task_id: str) -> tuple[Any, ...]:

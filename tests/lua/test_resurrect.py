@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
 
-from relier.envelope import Envelope, encode
-from relier.keys import Keys
-from relier.message import message_template
 from relier.scripts import Scripts
-
-HMAX = 10
-NAME = "tests.lua.task"
-KEYS = Keys()
-
-
-@pytest.fixture
-def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
-    c = redis_server.client()
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def scripts(client: redis.Redis) -> Scripts:
-    return Scripts(client, KEYS, HMAX)
-
-
-def pending(scripts: Scripts, task_id: str = "t1", *, queue: str = "q", due: int = 0) -> None:
-    env = encode(Envelope(id=task_id, task=NAME, args=[1], kwargs={}, ts=1), max_bytes=4096)
-    tpl = message_template(task_id, NAME, queue)
-    assert scripts.dispatch(task_id, NAME, queue, env, tpl, "tag0", 1_000, due)[0]
-
-
-def history(client: redis.Redis, task_id: str = "t1") -> list[dict[str, Any]]:
-    return [json.loads(e) for e in client.lrange(KEYS.task(task_id).hist, 0, -1)]
-
+from tests.lua.journal import KEYS, history, pending, queued_tags
 
 MAX_RES = 3
 MAX_WORKER_DEATHS = 5
@@ -56,12 +25,6 @@ def running(scripts: Scripts, owner: str = "w1") -> int:
     return scripts.claim("t1", owner, 2_000, 42).fence
 
 
-def queue_tags(client: redis.Redis) -> list[str]:
-    return [
-        json.loads(m)["properties"]["delivery_tag"] for m in client.lrange(KEYS.queue("q"), 0, -1)
-    ]
-
-
 def test_child_death_requeues_and_counts(scripts: Scripts, client: redis.Redis) -> None:
     pending(scripts)
     running(scripts)
@@ -75,7 +38,7 @@ def test_child_death_requeues_and_counts(scripts: Scripts, client: redis.Redis) 
     assert job[b"updated"] == b"5000"
     assert not client.exists(KEYS.owned("w1"))
     # At the consuming (right) end: the front of the queue, next to be taken.
-    assert queue_tags(client) == ["tag0", "tag1"]
+    assert queued_tags(client) == ["tag0", "tag1"]
     message = json.loads(client.lindex(KEYS.queue("q"), -1))
     assert message["headers"]["id"] == "t1"
     assert history(client)[-1] == {
@@ -126,7 +89,7 @@ def test_reserved_task_is_requeued_without_counting(
     assert (job[b"res"], job.get(b"res_w")) == (b"0", None)
     assert not client.exists(KEYS.owned("w1"))
     assert "count" not in history(client)[-1]
-    assert queue_tags(client) == ["tag0", "tag1"]
+    assert queued_tags(client) == ["tag0", "tag1"]
 
 
 def test_handoff_of_a_running_task_requeues_without_counting(
@@ -153,7 +116,7 @@ def test_handoff_reserved_leaves_a_running_task_owned(
     before = client.hgetall(KEYS.task("t1").job)
     assert resurrect(scripts, "handoff_reserved") == ["skipped", "RUNNING"]
     assert client.hgetall(KEYS.task("t1").job) == before
-    assert queue_tags(client) == ["tag0"]
+    assert queued_tags(client) == ["tag0"]
     assert client.smembers(KEYS.owned("w1")) == {b"t1"}
     assert resurrect(scripts, "handoff") == ["requeued", "RUNNING"]
 
@@ -173,7 +136,7 @@ def test_poison_pill_goes_to_the_dlq(scripts: Scripts, client: redis.Redis) -> N
     assert job[b"finished"] == b"5000"
     assert client.zscore(KEYS.dlq, "t1") == 5_000
     assert client.lrange(tk.done, 0, -1) == [b"DEAD"]
-    assert "last" not in queue_tags(client)
+    assert "last" not in queued_tags(client)
     assert [e["e"] for e in history(client)[-2:]] == ["resurrected", "dead"]
     assert history(client)[-1]["reason"] == "poison_pill"
 
@@ -207,7 +170,7 @@ def test_task_owned_by_another_worker_is_skipped_and_dropped_from_the_set(
     assert (job[b"state"], job[b"owner"]) == (b"RUNNING", b"w2")
     assert not client.exists(KEYS.owned("w1"))
     assert client.smembers(KEYS.owned("w2")) == {b"t1"}
-    assert queue_tags(client) == ["tag0"]
+    assert queued_tags(client) == ["tag0"]
 
 
 @pytest.mark.parametrize("state", ["PENDING", "RETRYING", "SUCCEEDED", "DEAD"])
@@ -218,7 +181,7 @@ def test_task_that_moved_on_is_skipped(scripts: Scripts, client: redis.Redis, st
     assert resurrect(scripts, "worker") == ["skipped", state]
     assert client.hget(KEYS.task("t1").job, "state") == state.encode()
     assert not client.exists(KEYS.owned("w1"))
-    assert queue_tags(client) == ["tag0"]
+    assert queued_tags(client) == ["tag0"]
 
 
 def test_missing_task_is_skipped(scripts: Scripts, client: redis.Redis) -> None:
@@ -236,7 +199,7 @@ def test_child_death_moves_only_the_task_running_in_that_process(
     assert scripts.resurrect(*args, pid=99) == ["skipped", "RUNNING"]
     assert client.hget(KEYS.task("t1").job, "state") == b"RUNNING"
     assert client.smembers(KEYS.owned("w1")) == {b"t1"}
-    assert queue_tags(client) == ["tag0"]
+    assert queued_tags(client) == ["tag0"]
     assert scripts.resurrect(*args, pid=42) == ["requeued", "RUNNING"]
     assert client.hget(KEYS.task("t1").job, "res") == b"1"
 
