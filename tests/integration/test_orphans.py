@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-from relier import Relier
+from relier import Relier, load_settings
 from relier.testing import RedisServer, WorkerFactory
 from tests.integration.apps import basic
 
@@ -58,18 +58,30 @@ def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
 
 
 def test_message_lost_with_a_redis_restart_is_republished(
-    rl_worker: WorkerFactory, rl: Relier, redis_server: RedisServer
+    rl_worker: WorkerFactory, redis_server: RedisServer, relier_env: dict[str, str]
 ) -> None:
     # A BRPOP served just before Redis went down, whose reply never arrived:
     # the message is gone from the queue and never reached kombu's unacked.
-    client = redis_server.client()
-    client.config_set("appendfsync", "always")
+    # A Redis of its own: this test restarts it, and must not share it.
+    own = redis_server.start_extra("--appendfsync", "always")
+    relier = Relier(load_settings(redis_url=own.url))
+    basic.add.relier = relier
     try:
         handle = basic.add.push(40, 2)
-        assert client.rpop(rl.keys.queue("celery")) is not None
-        redis_server.restart()
+        assert own.client().rpop(relier.keys.queue("celery")) is not None
+        run_id = own.client().info("server")["run_id"]
+        own.restart()
+        assert own.client().info("server")["run_id"] != run_id
+        rl_worker(APP, env={**relier_env, "RELIER_REDIS_URL": own.url})
+        assert handle.result(timeout=30) == 42
+        assert "republished" in [e["e"] for e in _history(relier, handle.id)]
     finally:
-        redis_server.client().config_set("appendfsync", "everysec")
-    rl_worker(APP)
-    assert handle.result(timeout=30) == 42
-    assert "republished" in [e["e"] for e in _history(rl, handle.id)]
+        basic.add.relier = None
+        relier.close()
+        own.stop()
+
+
+def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
+    from relier.dlq import read_history
+
+    return read_history(rl, task_id)
