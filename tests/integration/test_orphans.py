@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 
-from relier import Relier, load_settings
-from relier.testing import RedisServer, WorkerFactory
+from relier import Relier
+from relier.testing import WorkerFactory
 from tests.integration.apps import basic
 
 APP = "tests.integration.apps.basic"
@@ -49,6 +49,12 @@ def test_running_tasks_in_unacked_are_left_alone(rl_worker: WorkerFactory, rl: R
     time.sleep(6)  # more than one orphan scan
     assert "republished" not in [e["e"] for e in _history(rl, handle.id)]
     assert int(rl.redis.get("rl-test:count:left-alone")) == 1
+
+
+def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
+    from relier.dlq import read_history
+
+    return read_history(rl, task_id)
 
 
 def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
