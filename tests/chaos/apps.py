@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 
 import redis.exceptions
 
@@ -22,12 +23,19 @@ EXEC_KEY = "chaos:exec:"
 
 
 def bump(ctx: TaskContext) -> int:
-    """Count one execution of this task's body; waits out a Redis restart."""
+    """Count one execution of this task's body; waits out a Redis restart.
+
+    Each execution adds its own random token to a set: retrying the write
+    after a lost reply (a Redis restart) cannot count it twice, as a retried
+    INCR would.
+    """
     client = relier.current().redis
+    token = uuid.uuid4().hex
     deadline = time.monotonic() + 30
     while True:
         try:
-            return int(client.incr(EXEC_KEY + ctx.task_id))
+            client.sadd(EXEC_KEY + ctx.task_id, token)
+            return int(client.scard(EXEC_KEY + ctx.task_id))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The Redis-restart scenario: count the execution once Redis is back.
             if time.monotonic() > deadline:

@@ -55,7 +55,10 @@ class Ledger:
     def executions(self, ids: Iterable[str] | None = None) -> dict[str, int]:
         """How many times each task's body ran (``chaos:exec:<id>``)."""
         ids = list(self.ids if ids is None else ids)
-        raw = self.rl.redis.mget([EXEC_KEY + i for i in ids]) if ids else []
+        with self.rl.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.scard(EXEC_KEY + task_id)
+            raw = pipe.execute()
         return {i: int(v or 0) for i, v in zip(ids, raw, strict=True)}
 
     def histories(self, ids: Iterable[str] | None = None) -> dict[str, list[Event]]:
