@@ -52,6 +52,11 @@ def register(task: RlTask[Any, Any]) -> None:
         _registry[task.name] = task
 
 
+def is_registered(name: str) -> bool:
+    """Whether an ``@rl_task`` named ``name`` exists (no copy: a worker asks per message)."""
+    return name in _registry
+
+
 def lookup(name: str) -> RlTask[Any, Any]:
     """The task registered as ``name``.
 

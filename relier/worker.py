@@ -241,9 +241,9 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     relier = _ours(getattr(sender, "app", None))
     if relier is None or _worker_id is None or request is None:
         return
-    from .app import registry
+    from .app import is_registered
 
-    if request.name not in registry():
+    if not is_registered(request.name):
         return
     try:
         relier.scripts.reserve(request.id, _worker_id, now_ms())
