@@ -15,9 +15,10 @@ key                         type    written by      lifetime
 ``rl:{<id>}:done``          list    complete, fail  as ``job``; one element once
                                                     the task ended (waiters
                                                     block on it)
-``rl:schedule``             zset    fail, dispatch  member = task id, score =
-                                    requeue         due time (ms): retries and
-                                                    countdown pushes
+``rl:schedule``             zset    fail, dispatch, member = task id, score =
+                                    claim, requeue  due time (ms): retries,
+                                                    countdown pushes, re-checks
+                                                    of waiting tasks
 ``rl:dlq``                  zset    fail,           member = task id, score =
                                     dead_letter     time it died (ms)
 ``rl:worker:<wid>``         string  worker          lease: PX lease_ttl_ms,
@@ -38,6 +39,12 @@ key                         type    written by      lifetime
                                                     idempotency lock; PX ttl
 ``rl:lock:{<key>}:fence``   string  locks           last fence handed out for
                                                     the lock (no expiry)
+``rl:sem:<task>``           zset    claim, release  max_concurrency holders:
+                                                    member = task id, score =
+                                                    fence of its attempt
+``rl:semwait:<task>``       zset    claim, release  tasks waiting for a slot:
+                                                    member = task id, score =
+                                                    first wait time (ms)
 ``rl:reconciled``           string  resurrector     run_id of the Redis run
                                                     whose stranded tasks were
                                                     republished after restart
@@ -108,6 +115,17 @@ class Keys:
 
     def rate(self, bucket: str) -> str:
         return f"{self.prefix}:rate:{bucket}"
+
+    def semaphore(self, task_name: str) -> str:
+        return f"{self.prefix}:sem:{task_name}"
+
+    def semaphore_wait(self, task_name: str) -> str:
+        return f"{self.prefix}:semwait:{task_name}"
+
+    @property
+    def job_prefix(self) -> str:
+        """What a job key starts with; scripts that read other tasks' jobs append ``<id>}:job``."""
+        return f"{self.prefix}:{{"
 
     def lock(self, key: str) -> str:
         return f"{self.prefix}:lock:{{{key}}}"

@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "leader",
     "lock_acquire",
     "lock_release",
+    "release",
     "republish",
     "requeue",
     "reserve",
@@ -134,12 +135,29 @@ class _Args:
         )  # fmt: skip
 
     def claim(
-        self, task_id: str, owner: str, now: int, pid: int, token: str
+        self,
+        task_id: str,
+        owner: str,
+        now: int,
+        pid: int,
+        token: str,
+        task_name: str = "",
+        max_concurrency: int = 0,
+        recheck_ms: int = 1000,
     ) -> tuple[list[str], list[Any]]:
-        tk = self.keys.task(task_id)
+        tk, k = self.keys.task(task_id), self.keys
         return (
-            [tk.job, tk.hist, self.keys.owned(owner), self.keys.draining(owner)],
-            [task_id, owner, pid, now, self.hmax, token],
+            [tk.job, tk.hist, k.owned(owner), k.draining(owner), k.semaphore(task_name),
+             k.semaphore_wait(task_name), k.schedule],
+            [task_id, owner, pid, now, self.hmax, token, max_concurrency, recheck_ms,
+             k.job_prefix],
+        )  # fmt: skip
+
+    def release(self, task_id: str, task_name: str, fence: int) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        return (
+            [k.semaphore(task_name), k.semaphore_wait(task_name), k.schedule],
+            [task_id, fence, k.job_prefix],
         )
 
     def reserve(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
@@ -214,7 +232,10 @@ class _Args:
         self, task_id: str, queue: str, now: int, delivery_tag: str
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
-        return [tk.job, tk.hist, self.keys.queue(queue)], [now, delivery_tag, self.hmax]
+        return (
+            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule],
+            [now, delivery_tag, self.hmax, task_id],
+        )
 
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str
@@ -258,14 +279,35 @@ class Scripts:
         """Queue a dispatch on a pipeline (the caller executes it)."""
         self._call("dispatch", self.args.dispatch(*a), pipe)
 
-    def claim(self, task_id: str, owner: str, now: int, pid: int = 0, token: str = "") -> Claim:
+    def claim(
+        self,
+        task_id: str,
+        owner: str,
+        now: int,
+        pid: int = 0,
+        token: str = "",
+        task_name: str = "",
+        max_concurrency: int = 0,
+        recheck_ms: int = 1000,
+    ) -> Claim:
         """Start an attempt on worker ``owner`` (its incarnation id), or drop.
 
         ``token`` identifies this delivery: repeating the call with it (after
-        a lost reply) returns the same attempt.
+        a lost reply) returns the same attempt. With ``max_concurrency`` > 0,
+        a task whose slots (shared by every task named ``task_name``) are all
+        held is dropped with state ``WAITING`` and re-checked after
+        ``recheck_ms`` (doubling up to 8x) or when a holder releases.
         """
-        built = self.args.claim(task_id, owner, now, pid, token)
+        built = self.args.claim(
+            task_id, owner, now, pid, token, task_name, max_concurrency, recheck_ms
+        )
         return _claim_result(self._call("claim", built))
+
+    def release(self, task_id: str, task_name: str, fence: int) -> tuple[str, str] | None:
+        """Free the max_concurrency slot held under ``fence``; the oldest live
+        waiter as ``(id, queue)``, for the caller to re-publish, or None."""
+        raw = self._call("release", self.args.release(task_id, task_name, fence))
+        return (_text(raw[0]), _text(raw[1])) if raw else None
 
     def reserve(self, task_id: str, owner: str, now: int) -> str:
         """Mark a received, not yet started task as owned by ``owner``; the new state."""
