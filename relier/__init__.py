@@ -15,6 +15,7 @@ from .dlq import DeadTask, Reason
 from .errors import (
     AdmissionRejectedError,
     ConfigurationError,
+    HardTimeoutError,
     IdempotencyConflictError,
     InvalidEnvelopeError,
     LocalRedisError,
@@ -44,6 +45,7 @@ __all__ = [
     "CallOptions",
     "ConfigurationError",
     "DeadTask",
+    "HardTimeoutError",
     "IdempotencyConflictError",
     "IdempotencyLock",
     "InvalidEnvelopeError",

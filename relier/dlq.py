@@ -37,6 +37,8 @@ class Reason(StrEnum):
     """It returned a value JSON cannot carry."""
     POISON_PILL = "poison_pill"
     """Its own crashes killed the process running it ``max_resurrections`` times."""
+    HARD_TIMEOUT = "hard_timeout"
+    """Its last attempt was stopped by its ``hard_timeout`` and no retry was left."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ to do about it.
     ├── TaskNotFoundError
     ├── ResultTimeoutError
     ├── StaleFenceError
+    ├── HardTimeoutError
     ├── LockNotAcquiredError
     ├── IdempotencyConflictError
     ├── AdmissionRejectedError
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "AdmissionRejectedError",
     "ConfigurationError",
+    "HardTimeoutError",
     "IdempotencyConflictError",
     "InvalidEnvelopeError",
     "LocalRedisError",
@@ -149,6 +151,20 @@ class StaleFenceError(RelierError):
     and commit are refused. The worker catches it; user code may let it
     propagate.
     """
+
+
+class HardTimeoutError(RelierError, TimeoutError):
+    """Recorded as the failure of an attempt stopped by its ``hard_timeout``.
+
+    It is not raised in user code: the attempt is cancelled (async) or its
+    process replaced (sync), and this error is what the retry policy sees
+    and what the history and the DLQ entry (reason ``hard_timeout``) show.
+    """
+
+    def __init__(self, task_name: str, seconds: float) -> None:
+        super().__init__(f"{task_name} exceeded its hard_timeout of {seconds:g} s")
+        self.task_name = task_name
+        self.seconds = seconds
 
 
 class LocalRedisError(RelierError):

@@ -35,6 +35,7 @@ from .errors import (
     RedisUnavailableError,
     StaleFenceError,
 )
+from .message import new_delivery_tag
 
 if TYPE_CHECKING:
     from .app import Relier
@@ -50,6 +51,10 @@ _rng = random.Random()
 # How long a claim waits out a Redis outage (a restart, a failover) before
 # the delivery is handed back to the broker.
 _REDIS_PATIENCE_S = 30.0
+# When a task that found its max_concurrency slots full is looked at again
+# if no holder wakes it first (doubling up to 8x for a task that keeps
+# waiting): the backstop for a slot freed by a crash, which wakes nobody.
+_WAIT_RECHECK_MS = 1000
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -103,7 +108,16 @@ def execute(
     try:
         claim = _patiently(
             "claim",
-            lambda: relier.scripts.claim(task_id, owner, now_ms(), os.getpid(), token),
+            lambda: relier.scripts.claim(
+                task_id,
+                owner,
+                now_ms(),
+                os.getpid(),
+                token,
+                task.name,
+                task.max_concurrency or 0,
+                _WAIT_RECHECK_MS,
+            ),
             _REDIS_PATIENCE_S,
         )
     except _TRANSIENT as exc:
@@ -113,6 +127,11 @@ def execute(
         # PENDING, so whichever worker gets it next claims it.
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
     if not claim.run:
+        if claim.state == "WAITING":
+            # Back in the journal as PENDING and scheduled: this message is
+            # done with, and the pool process is free for other work.
+            log.debug("relier: %s[%s] waits for a max_concurrency slot", task.name, task_id)
+            return
         if claim.state == "MISSING" and not written_by_relier:
             # A plain Celery .delay()/send_task() of a Relier task name, or
             # a forged message: there is no journaled payload to run.
@@ -137,7 +156,26 @@ def execute(
             task.name,
             task_id,
         )
-    _run_attempt(relier, task, task_id, owner, claim)
+    try:
+        _run_attempt(relier, task, task_id, owner, claim)
+    finally:
+        if task.max_concurrency:
+            _release(relier, task, task_id, claim.fence)
+
+
+def _release(relier: Relier, task: RlTask[Any, Any], task_id: str, fence: int) -> None:
+    """Give back the attempt's concurrency slot and wake the oldest waiter.
+
+    Best effort: a slot not released here (Redis down, process killed) is
+    reclaimed by the next claim that finds the semaphore full, and a waiter
+    not woken is re-published by the scheduler at its re-check time.
+    """
+    try:
+        waiter = relier.scripts.release(task_id, task.name, fence)
+        if waiter is not None:
+            relier.scripts.requeue(waiter[0], waiter[1], now_ms(), new_delivery_tag())
+    except _TRANSIENT as exc:
+        log.warning("relier: could not release %s[%s]'s slot now (%s)", task.name, task_id, exc)
 
 
 def _run_attempt(

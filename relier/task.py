@@ -98,6 +98,10 @@ class RlTask(_Pusher[P, R]):
         idempotency_key: Callable[..., Any] | None = None,
         idempotency_ttl: float | None = None,
         admission: Admission | None = None,
+        max_concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        on_soft_timeout: Callable[[TaskContext], Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@rl_task needs a function, got {fn!r}")
@@ -109,6 +113,19 @@ class RlTask(_Pusher[P, R]):
             )
         if idempotency_ttl is not None and idempotency_ttl <= 0:
             raise ConfigurationError(f"idempotency_ttl must be > 0 seconds, got {idempotency_ttl}")
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
+            )
+        _check_timeouts(soft_timeout, hard_timeout, on_soft_timeout)
+        self.max_concurrency = max_concurrency
+        self.soft_timeout = soft_timeout
+        self.hard_timeout = hard_timeout
+        self.on_soft_timeout = on_soft_timeout
         self.idempotent = idempotent or idempotency_key is not None
         self.idempotency_key_fn = idempotency_key
         self.idempotency_ttl = idempotency_ttl
@@ -204,6 +221,25 @@ class RlTask(_Pusher[P, R]):
         )
 
 
+def _check_timeouts(
+    soft: float | None, hard: float | None, hook: Callable[..., Any] | None
+) -> None:
+    for label, value in (("soft_timeout", soft), ("hard_timeout", hard)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        ):
+            raise ConfigurationError(f"{label} must be a number of seconds > 0, got {value!r}")
+    if soft is not None and hard is not None and soft >= hard:
+        raise ConfigurationError(
+            f"soft_timeout ({soft} s) must be shorter than hard_timeout ({hard} s): "
+            "the soft one warns before the hard one stops the task"
+        )
+    if hook is not None and not callable(hook):
+        raise ConfigurationError(f"on_soft_timeout must be a callable, got {hook!r}")
+    if hook is not None and soft is None:
+        raise ConfigurationError("on_soft_timeout needs soft_timeout=<seconds> to ever be called")
+
+
 class _Decorator(Protocol):
     """What ``rl_task(...)`` with options returns: the decorator itself."""
 
@@ -242,6 +278,10 @@ def rl_task(
     rate_burst: int = 1,
     rate_key: Callable[..., Any] | None = None,
     max_queue_depth: int | None = None,
+    max_concurrency: int | None = None,
+    soft_timeout: float | None = None,
+    hard_timeout: float | None = None,
+    on_soft_timeout: Callable[[TaskContext], Any] | None = None,
 ) -> _Decorator: ...
 
 
@@ -265,6 +305,10 @@ def rl_task(
     rate_burst: int = 1,
     rate_key: Callable[..., Any] | None = None,
     max_queue_depth: int | None = None,
+    max_concurrency: int | None = None,
+    soft_timeout: float | None = None,
+    hard_timeout: float | None = None,
+    on_soft_timeout: Callable[[TaskContext], Any] | None = None,
 ) -> RlTask[Any, Any] | _Decorator:
     """Make ``fn`` (sync or async) a Relier task; usable bare or with options.
 
@@ -302,6 +346,21 @@ def rl_task(
             value, e.g. ``lambda tenant, **_: tenant`` for a limit per tenant.
         max_queue_depth: refuse pushes while the task's queue holds this many
             messages (``retry_after`` is ``RELIER_DEPTH_RETRY_AFTER``).
+        max_concurrency: the most attempts of this task running at once
+            across the whole cluster. A delivery over the limit waits (the
+            task stays PENDING) and is re-published when a slot frees; the
+            slots of a worker that dies come back when its tasks are
+            resurrected.
+        soft_timeout: seconds after an attempt starts when
+            ``on_soft_timeout(ctx)`` is called (sync or async), while the
+            task keeps running.
+        hard_timeout: seconds after which an attempt is stopped
+            unconditionally (async: cancelled, and its process replaced if it
+            ignores the cancellation; sync: its pool process is replaced). It
+            counts as a failure (``HardTimeoutError``): retried by the retry
+            policy, then dead-lettered with reason ``hard_timeout``.
+        on_soft_timeout: the soft-timeout hook; it gets the task's
+            :class:`TaskContext` and may ``ctx.checkpoint(...)``.
 
     Raises:
         ConfigurationError: an option is invalid or the name is taken.
@@ -329,6 +388,10 @@ def rl_task(
             idempotency_key=key,
             idempotency_ttl=idempotency_ttl,
             admission=admission,
+            max_concurrency=max_concurrency,
+            soft_timeout=soft_timeout,
+            hard_timeout=hard_timeout,
+            on_soft_timeout=on_soft_timeout,
         )
 
     if fn is not None:

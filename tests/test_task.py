@@ -246,3 +246,29 @@ def test_redefining_a_task_keeps_celery_and_the_registry_in_step() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "tests.task.redefined"
+
+
+# --- max_concurrency -------------------------------------------------------------------
+
+
+def test_max_concurrency_is_kept_on_the_task() -> None:
+    @rl_task(name="tests.task.limited_one", max_concurrency=3)
+    def limited_one() -> None: ...
+
+    assert limited_one.max_concurrency == 3
+    assert plain_default_has_no_limit().max_concurrency is None
+
+
+def plain_default_has_no_limit() -> RlTask[[], None]:
+    @rl_task(name="tests.task.unlimited_one")
+    def unlimited_one() -> None: ...
+
+    return unlimited_one
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_max_concurrency_must_be_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_concurrency must be an int >= 1"):
+
+        @rl_task(name="tests.task.bad_limit", max_concurrency=bad)
+        def bad_limit() -> None: ...
