@@ -9,6 +9,7 @@ its AOF data, so URLs handed to workers stay valid across restarts.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -37,15 +38,41 @@ BASE_ARGS = (
     "--daemonize", "no",
 )  # fmt: skip
 PING_TIMEOUT = 10.0
+_PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 STOP_TIMEOUT = 10.0
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = (int(n) for n in Path(_PORT_RANGE).read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free right now, outside the ephemeral range.
+
+    A server restarted on its port (``restart``: the chaos tests, the
+    reconciliation tests) leaves it unbound for a moment. A port from the
+    kernel's ephemeral range can meanwhile become the local port of some
+    client's outgoing connection, or of a client reconnecting to that very
+    port, which then connects to itself (a TCP self-connect): either way the
+    server cannot bind it again. Ports below (or above) that range are only
+    ever taken by an explicit ``bind``.
+    """
+    low, high = _ephemeral_ports()
+    span = range(10_000, low) if low - 10_000 >= 1_000 else range(high + 1, 65_536)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.choice(span)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise LocalRedisError(f"no free TCP port found in {span.start}-{span.stop - 1}")
 
 
 def tail(path: Path, lines: int = 60) -> str:

@@ -32,6 +32,8 @@ from .message import new_delivery_tag
 if TYPE_CHECKING:
     from .app import Relier
 
+_UPTIME_SLACK_MS = 1000
+
 __all__ = ["ORPHAN_AGE_S", "republish_orphans"]
 
 ORPHAN_AGE_S = 10.0
@@ -107,7 +109,12 @@ def reconcile_after_restart(relier: Relier) -> int | None:
     run_id = str(info.get("run_id", ""))
     if not run_id or client.get(keys.reconciled) == run_id.encode():
         return None
-    started_ms = now_ms() - int(info.get("uptime_in_seconds", 0)) * 1000
+    # uptime_in_seconds is whole seconds on both ends (the start time and the
+    # clock are cached as seconds), so the start it implies is off by up to
+    # a second either way. Err late: a task touched in the second after the
+    # restart gets a harmless duplicate message; one touched in the second
+    # before it, the likeliest to have lost its message, must not be missed.
+    started_ms = now_ms() - int(info.get("uptime_in_seconds", 0)) * 1000 + _UPTIME_SLACK_MS
     scripts = relier.scripts
     published = 0
     for batch in _scan_jobs(client, keys.task_pattern):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 
-from relier import Relier
-from relier.testing import WorkerFactory
+from relier import Relier, load_settings
+from relier.testing import RedisServer, WorkerFactory
 from tests.integration.apps import basic
 
 APP = "tests.integration.apps.basic"
@@ -55,3 +55,31 @@ def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
     from relier.dlq import read_history
 
     return read_history(rl, task_id)
+
+
+def test_message_lost_with_a_redis_restart_is_republished(
+    rl_worker: WorkerFactory, redis_server: RedisServer, relier_env: dict[str, str]
+) -> None:
+    # A BRPOP served just before Redis went down, whose reply never arrived:
+    # the message is gone from the queue and never reached kombu's unacked.
+    # A Redis of its own: this test restarts it, and must not share it.
+    own = redis_server.start_extra("--appendfsync", "always")
+    relier = Relier(load_settings(redis_url=own.url))
+    basic.add.relier = relier
+    try:
+        handle = basic.add.push(40, 2)
+        countdown = basic.add.with_options(countdown=3600).push(1, 1)
+        assert own.client().rpop(relier.keys.queue("celery")) is not None
+        run_id = own.client().info("server")["run_id"]
+        own.restart()
+        assert own.client().info("server")["run_id"] != run_id
+        rl_worker(APP, env={**relier_env, "RELIER_REDIS_URL": own.url})
+        assert handle.result(timeout=30) == 42
+        assert "republished" in [e["e"] for e in _history(relier, handle.id)]
+        # A countdown push is the scheduler's: it is not published early.
+        assert countdown.state() == "PENDING"
+        assert "republished" not in [e["e"] for e in _history(relier, countdown.id)]
+    finally:
+        basic.add.relier = None
+        relier.close()
+        own.stop()

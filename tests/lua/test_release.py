@@ -42,7 +42,7 @@ def test_a_task_that_keeps_waiting_is_rechecked_with_backoff_and_one_event(
         pending(scripts, t)
     assert limited(scripts, "a", 2_000, limit=1).run
     dues = []
-    for i in range(6):
+    for _ in range(6):
         assert limited(scripts, "c", 10_000, limit=1).state == "WAITING"
         dues.append(int(client.zscore(KEYS.schedule, "c") or 0) - 10_000)
     assert dues == [1_000, 2_000, 4_000, 8_000, 8_000, 8_000]
