@@ -1,13 +1,15 @@
-"""What the benchmarks share: a private Redis, worker subprocesses, statistics, tables.
+"""What the benchmarks share: a private Redis, worker subprocesses, timing, statistics, tables.
 
 :class:`Stack` owns every process a benchmark starts (one ``redis-server`` via
 :class:`relier.localredis.LocalRedis` in a temporary directory, and each worker in its
-own process group) and stops them all on exit, whatever happened.
+own process group) and stops them all on exit, whatever happened. :func:`time_calls`
+times calls made one at a time, for the latency benchmarks that need no worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import re
@@ -16,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -225,6 +228,77 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.005) -> 
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def bound(relier: Any, *tasks: Any) -> Iterator[None]:
+    """Point ``tasks`` at ``relier`` (their ``.relier``) for the block; then unset it."""
+    for task in tasks:
+        task.relier = relier
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.relier = None
+
+
+# --- timing of calls made one at a time ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """One case of :func:`time_calls`: each call's latency (µs) and the time they all took."""
+
+    latencies_us: list[float]
+    wall_s: float
+
+    @property
+    def per_s(self) -> float:
+        """Calls per second, one at a time (the loop's own overhead included)."""
+        return len(self.latencies_us) / self.wall_s
+
+
+def time_calls(
+    cases: Mapping[str, Callable[[int], object]], n: int, block: int = 500, warmup: int = 200
+) -> dict[str, Timing]:
+    """Call each case ``fn(i)`` for ``i`` in ``range(n)``, one call at a time, and time each.
+
+    The cases take turns in blocks of ``block`` calls, in an order rotated every
+    round, so a machine busy with something else slows every case alike instead of
+    whichever ran at that moment. Each case first makes ``warmup`` unmeasured calls
+    with the indexes ``-warmup`` to ``-1`` (connections open, scripts load).
+    """
+    for fn in cases.values():
+        for i in range(-warmup, 0):
+            fn(i)
+    names = list(cases)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    wall = dict.fromkeys(names, 0.0)
+    clock = time.perf_counter_ns
+    gc.collect()
+    for turn, start in enumerate(range(0, n, block)):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn, out = cases[name], latencies[name]
+            began = clock()
+            for i in range(start, min(start + block, n)):
+                t0 = clock()
+                fn(i)
+                out.append((clock() - t0) / 1000)
+            wall[name] += (clock() - began) / 1e9
+    return {name: Timing(latencies[name], wall[name]) for name in names}
+
+
+def print_timings(timings: Mapping[str, Timing]) -> None:
+    """One progress line per case on stderr: p50, p99, calls/s."""
+    width = max(map(len, timings))
+    for name, timing in timings.items():
+        stats = summary(timing.latencies_us)
+        print(
+            f"  {name:{width}s}  p50 {stats['p50']:7.1f} µs  p99 {stats['p99']:7.1f} µs  "
+            f"{timing.per_s:8,.0f}/s",
+            file=sys.stderr,
+        )
+
+
 # --- statistics and tables ---------------------------------------------------------------
 
 
@@ -265,6 +339,30 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bo
         for row in cells[1:]
     ]
     return "\n".join(out)
+
+
+def ratio(value: float, base: float) -> str:
+    """``value / base`` as ``"1.23x"``."""
+    return f"{value / base:.2f}x"
+
+
+def latency_table(
+    timings: Mapping[str, Timing], baseline: str, short: str, markdown: bool = False
+) -> str:
+    """One row per case of :func:`time_calls`: p50, p99 and calls/s, each also as a
+    ratio to case ``baseline`` (named ``short`` in the headers)."""
+    base = summary(timings[baseline].latencies_us)
+    headers = ["case", "calls", "p50 µs", "p99 µs", "calls/s"]
+    headers += [f"p50 / {short}", f"p99 / {short}", f"calls/s / {short}"]
+    rows = []
+    for name, timing in timings.items():
+        stats = summary(timing.latencies_us)
+        rows.append([
+            name, str(stats["n"]), f"{stats['p50']:.1f}", f"{stats['p99']:.1f}",
+            f"{timing.per_s:,.0f}", ratio(stats["p50"], base["p50"]),
+            ratio(stats["p99"], base["p99"]), ratio(timing.per_s, timings[baseline].per_s),
+        ])  # fmt: skip
+    return table(headers, rows, markdown)
 
 
 def machine() -> dict[str, str]:

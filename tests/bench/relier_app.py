@@ -29,3 +29,32 @@ def sleep(seconds: float) -> float:
     """Sleeps without touching Redis, so in-flight tasks add no Redis load themselves."""
     time.sleep(seconds)
     return seconds
+
+
+# The push benchmarks (admission, idempotency) only push these; no worker runs them.
+RATE_REJECT = "1/h"
+RATE_ADMIT = "100000/s"
+
+
+@rl_task(name="bench.noop", max_retries=0)
+def noop(n: int, note: str) -> int:
+    """A plain task: no idempotency, no admission."""
+    return n
+
+
+@rl_task(name="bench.noop_idempotent", idempotent=True, max_retries=0)
+def noop_idempotent(n: int, note: str) -> int:
+    """:func:`noop`, idempotent: its key is the canonical JSON of its arguments."""
+    return n
+
+
+@rl_task(name="bench.rate_reject", rate_limit=RATE_REJECT, max_retries=0)
+def rate_reject(n: int, note: str) -> int:
+    """One call an hour: after the first push, the GCRA refuses every push."""
+    return n
+
+
+@rl_task(name="bench.rate_admit", rate_limit=RATE_ADMIT, rate_burst=100, max_retries=0)
+def rate_admit(n: int, note: str) -> int:
+    """A limit one process pushing one call at a time never reaches: every push is admitted."""
+    return n
