@@ -15,8 +15,10 @@ The message text is stored without its delivery tag's value so every
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import re
 import socket
 import uuid
 
@@ -25,6 +27,7 @@ __all__ = ["TEMPLATE_TAIL", "message_template", "new_delivery_tag"]
 TEMPLATE_TAIL = '"}}'
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_EMBED_JSON = json.dumps(_EMBED, separators=(",", ":"))
 
 
 def new_delivery_tag() -> str:
@@ -33,10 +36,43 @@ def new_delivery_tag() -> str:
 
 
 def message_template(task_id: str, task_name: str, queue: str) -> str:
-    """The message for ``task_id`` minus its delivery tag value."""
-    body = json.dumps([[task_id], {}, _EMBED], separators=(",", ":")).encode()
+    """The message for ``task_id`` minus its delivery tag value.
+
+    Every push builds one, so the JSON of everything but the per-call values
+    is built once per (task, queue) and those values spliced in: the same
+    text as :func:`_build`, in a fraction of the time.
+    """
+    quoted_id = json.dumps(task_id)
+    raw = f"[[{quoted_id}],{{}},{_EMBED_JSON}]".encode()
+    values = {
+        _ID: quoted_id,
+        _BODY: f'"{base64.b64encode(raw).decode()}"',
+        _REPR: json.dumps(f"({task_id!r},)"),
+    }
+    return "".join([values.get(piece, piece) for piece in _skeleton(task_name, queue)])
+
+
+# Stand-ins for the per-call values; NUL cannot occur in a task name.
+_ID, _BODY = "\x00id\x00", "\x00body\x00"
+_REPR = f"({_ID!r},)"
+
+
+@functools.lru_cache(maxsize=1024)
+def _skeleton(task_name: str, queue: str) -> tuple[str, ...]:
+    """:func:`_build`'s text split around the (JSON-quoted) stand-ins."""
+    quoted = {json.dumps(v): v for v in (_ID, _BODY, _REPR)}
+    text = _build(_ID, task_name, queue, body=_BODY)
+    pieces = re.split("(" + "|".join(re.escape(q) for q in quoted) + ")", text)
+    return tuple(quoted.get(piece, piece) for piece in pieces)
+
+
+def _build(task_id: str, task_name: str, queue: str, body: str | None = None) -> str:
+    """The message for ``task_id`` minus its delivery tag value, built whole."""
+    if body is None:
+        raw = json.dumps([[task_id], {}, _EMBED], separators=(",", ":")).encode()
+        body = base64.b64encode(raw).decode()
     message = {
-        "body": base64.b64encode(body).decode(),
+        "body": body,
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {

@@ -80,3 +80,15 @@ def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
             message.ack()
         finally:
             queue.close()
+
+
+@pytest.mark.parametrize(
+    "task_id", ["abc", "i-" + "f" * 40, "550e8400-e29b-41d4-a716-446655440000", 'q"u\\o\u00e9\x01']
+)
+@pytest.mark.parametrize(("name", "queue"), [("a.b", "celery"), ('t"x\u00e9', "q\\1")])
+def test_the_cached_template_is_exactly_the_message_built_whole(
+    task_id: str, name: str, queue: str
+) -> None:
+    from relier.message import _build
+
+    assert message_template(task_id, name, queue) == _build(task_id, name, queue)
