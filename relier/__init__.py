@@ -14,6 +14,7 @@ from .dispatch import Call, CallOptions
 from .dlq import DeadTask, Reason
 from .errors import (
     AdmissionRejectedError,
+    BadSignatureError,
     ConfigurationError,
     HardTimeoutError,
     IdempotencyConflictError,
@@ -23,6 +24,7 @@ from .errors import (
     PayloadError,
     PayloadNotSerializableError,
     PayloadTooLargeError,
+    PayloadValidationError,
     PreflightError,
     RedisUnavailableError,
     RelierError,
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdmissionRejectedError",
+    "BadSignatureError",
     "BoundTask",
     "Call",
     "CallOptions",
@@ -54,6 +57,7 @@ __all__ = [
     "PayloadError",
     "PayloadNotSerializableError",
     "PayloadTooLargeError",
+    "PayloadValidationError",
     "PreflightError",
     "Reason",
     "RedisUnavailableError",

@@ -1,4 +1,15 @@
-"""A guard around one kombu 5.7 bug that makes workers exit on a Redis restart.
+"""Guards around two kombu flaws that make a worker exit instead of serving on.
+
+**A malformed message in a queue list.** kombu's Redis channel pops a message
+with BRPOP and parses it (``_brpop_read``); an item that is not JSON, or not
+the object kombu expects (no ``properties``, no delivery tag, a body that is
+not base64), raises out of the event loop, which Celery takes for an
+unrecoverable error: one ``LPUSH`` of garbage would stop the worker that
+pops it. The guard logs such an item as refused and goes on; it is gone
+from the list already (BRPOP took it), as it would be after the crash.
+Connection errors and ``Empty`` pass through untouched.
+
+**A Redis restart (kombu 5.7).**
 
 When the broker connection drops, kombu's Redis channel closes and tries to
 put its unacknowledged messages back (``QoS.restore_unacked_once``). By then
@@ -29,9 +40,11 @@ log = logging.getLogger("relier.worker")
 
 
 def install_kombu_guard() -> None:
-    """Wrap ``kombu.transport.redis.QoS.restore_unacked_once`` (idempotent)."""
+    """Wrap ``QoS.restore_unacked_once`` and ``Channel._brpop_read`` (idempotent)."""
     import redis.exceptions
     from kombu.transport import redis as kombu_redis
+
+    _guard_brpop_read(kombu_redis)
 
     original: Any = kombu_redis.QoS.restore_unacked_once
     if getattr(original, "_relier_guard", False):
@@ -58,3 +71,64 @@ def install_kombu_guard() -> None:
     guarded._relier_guard = True  # type: ignore[attr-defined]
     kombu_redis.QoS.restore_unacked_once = guarded  # type: ignore[method-assign]
     kombu_redis.Channel._connparams = guarded_connparams  # type: ignore[method-assign]
+
+
+def _guard_brpop_read(kombu_redis: Any) -> None:
+    """Refuse, log and drop an unreadable queue item instead of raising."""
+    original: Any = kombu_redis.Channel._brpop_read
+    if getattr(original, "_relier_guard", False):
+        return
+    deliver: Any = kombu_redis.Transport._deliver
+
+    def guarded(self: Any, **options: Any) -> Any:
+        try:
+            return original(self, **options)
+        except (ValueError, RecursionError) as exc:
+            # With _deliver guarded below, only the JSON parse of the popped
+            # item raises these here (connection errors are redis's own).
+            _refused(exc)
+            return True
+
+    def guarded_deliver(self: Any, message: Any, queue: str) -> Any:
+        try:
+            return deliver(self, message, queue)
+        except Exception as exc:
+            # Raised while one parsed item was turned into a message or
+            # handed to Celery. kombu counts KeyError as a connection error
+            # (for a stale poller fd, outside this call); here it is a key
+            # missing from the message.
+            if isinstance(exc, self.connection_errors) and not isinstance(exc, KeyError):
+                raise
+            _refused(exc)
+            _ack(self, message)
+            return None
+
+    guarded._relier_guard = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._brpop_read = guarded
+    kombu_redis.Transport._deliver = guarded_deliver
+
+
+def _refused(exc: BaseException) -> None:
+    log.error(
+        "relier: refused a malformed message from a broker queue list (%s: %.200s): it is not "
+        "a Celery message (written there by something other than Celery or Relier?) and is "
+        "dropped",
+        type(exc).__name__,
+        exc,
+    )
+
+
+def _ack(transport: Any, message: Any) -> None:
+    """Ack a refused message if kombu took it into its unacked bookkeeping already.
+
+    Left there, it would hold one of the worker's prefetch slots for good
+    (enough of them stop the worker taking any work) and come back at each
+    visibility timeout.
+    """
+    props = message.get("properties") if isinstance(message, dict) else None
+    tag = props.get("delivery_tag") if isinstance(props, dict) else None
+    if not isinstance(tag, str):
+        return
+    for channel in list(getattr(transport, "channels", None) or ()):
+        if tag in getattr(channel.qos, "_delivered", {}):
+            channel.basic_ack(tag)

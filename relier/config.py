@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -19,6 +19,11 @@ from .errors import ConfigurationError
 __all__ = ["RelierSettings", "load_settings"]
 
 ENV_PREFIX = "RELIER_"
+# Shortest signing key accepted, in bytes (of its UTF-8 encoding): 128 bits,
+# the least that keeps a brute-force search of HMAC-SHA256 keys out of reach.
+MIN_SIGNING_KEY_BYTES = 16
+# Fields whose values an error message must never show.
+_SECRET_FIELDS = {"signing_key", "signing_old_keys"}
 
 
 class RelierSettings(BaseSettings):
@@ -82,6 +87,13 @@ class RelierSettings(BaseSettings):
         "be caught in before it is quarantined. Kept far above max_resurrections: such a "
         "death cannot say which task caused it.",
     )
+    schema_defer_max: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds a call made for a newer schema_version than a worker's code knows "
+        "keeps being deferred (put back for the newer workers of a rolling deploy) before it "
+        "goes to the DLQ as schema_too_new, counted from its first deferral.",
+    )
     shutdown_grace: float = Field(
         25.0,
         ge=0,
@@ -98,6 +110,17 @@ class RelierSettings(BaseSettings):
         True,
         description="Workers refuse to start unless Redis passes the preflight checks. "
         "Turning this off is for throwaway development servers only.",
+    )
+    signing_key: SecretStr | None = Field(
+        None,
+        description="Secret key for HMAC-SHA256 envelope signatures: pushes sign with it, "
+        "and workers that have it refuse unsigned or wrongly signed envelopes "
+        "(DLQ reason bad_signature). At least 16 bytes.",
+    )
+    signing_old_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated further keys a signature may be made with (verify "
+        "only, never used to sign), for key rotation. Needs signing_key.",
     )
 
     @field_validator("redis_url", "broker_url")
@@ -118,6 +141,28 @@ class RelierSettings(BaseSettings):
             raise ValueError("must be non-empty, without braces, spaces or leading/trailing ':'")
         return value
 
+    @field_validator("signing_key")
+    @classmethod
+    def _one_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Messages give lengths only, never the value: it is a secret.
+        if value is not None:
+            if "," in value.get_secret_value():
+                raise ValueError(
+                    "must be one key without commas (commas separate the keys of "
+                    "RELIER_SIGNING_OLD_KEYS, where this key goes when it is rotated out)"
+                )
+            _check_length(_split_keys(value) or [b""], "the key")
+        return value
+
+    @field_validator("signing_old_keys")
+    @classmethod
+    def _old_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            keys = _split_keys(value)
+            for n, key in enumerate(keys, start=1):
+                _check_length([key], f"key {n} of {len(keys)}")
+        return value
+
     @model_validator(mode="after")
     def _lease_timing(self) -> RelierSettings:
         if self.lease_renew_ms * 2 > self.lease_ttl_ms:
@@ -130,12 +175,47 @@ class RelierSettings(BaseSettings):
                 f"RELIER_RETRY_BACKOFF_MAX ({self.retry_backoff_max}) must be >= "
                 f"RELIER_RETRY_BACKOFF ({self.retry_backoff})"
             )
+        old_keys = _split_keys(self.signing_old_keys) if self.signing_old_keys else []
+        if old_keys and self.signing_key is None:
+            raise ValueError(
+                "RELIER_SIGNING_OLD_KEYS is set but RELIER_SIGNING_KEY is not: old keys only "
+                "add to a current key; set RELIER_SIGNING_KEY (the key pushes sign with)"
+            )
         return self
 
     @property
     def effective_broker_url(self) -> str:
         """The broker URL Celery uses: ``broker_url`` or, unset, ``redis_url``."""
         return self.broker_url or self.redis_url
+
+    @property
+    def signing_keys(self) -> tuple[bytes, ...]:
+        """The envelope keys as bytes: ``signing_key`` first (the one pushes
+        sign with), then ``signing_old_keys``; empty when signing is off."""
+        if self.signing_key is None:
+            return ()
+        old = _split_keys(self.signing_old_keys) if self.signing_old_keys else []
+        return (*_split_keys(self.signing_key), *old)
+
+
+def _split_keys(value: SecretStr) -> list[bytes]:
+    """The comma-separated keys in ``value``, stripped, empty entries dropped.
+
+    Surrounding whitespace is dropped because a key read from a file (a
+    Kubernetes or Docker secret) often ends in a newline that the producer's
+    copy does not have: a silent mismatch would refuse every task.
+    """
+    return [k.strip().encode() for k in value.get_secret_value().split(",") if k.strip()]
+
+
+def _check_length(keys: list[bytes], what: str) -> None:
+    for key in keys:
+        if len(key) < MIN_SIGNING_KEY_BYTES:
+            raise ValueError(
+                f"{what} is {len(key)} bytes; signing keys need at least "
+                f"{MIN_SIGNING_KEY_BYTES} (make one with `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
 
 
 def load_settings(**overrides: Any) -> RelierSettings:
@@ -157,6 +237,7 @@ def _describe(exc: ValidationError) -> str:
         field = ".".join(str(p) for p in err["loc"])
         name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         received = err.get("input")
-        shown = "" if field == "" or isinstance(received, dict) else f" (got {received!r})"
+        hidden = field == "" or field in _SECRET_FIELDS or isinstance(received, dict)
+        shown = "" if hidden else f" (got {received!r})"
         lines.append(f"{name}: {err['msg']}{shown}")
     return "invalid Relier settings: " + "; ".join(lines)

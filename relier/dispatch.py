@@ -107,6 +107,8 @@ def _idempotency(task: RlTask[Any, Any], call: Call) -> tuple[str, str, str] | N
 
 def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, ...]:
     opts = call.options
+    args, kwargs = task.validator.to_json(call.args, call.kwargs)
+    call = Call(tuple(args), kwargs, opts)
     idem = _idempotency(task, call)
     task_id = idem[1] if idem else opts.task_id or str(uuid.uuid4())
     queue = opts.queue or task.queue or relier.settings.default_queue
@@ -120,7 +122,10 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
         schema_version=task.schema_version,
         idempotency_key=idem[0] if idem else None,
     )
-    data = encode(envelope, max_bytes=relier.settings.max_payload_bytes)
+    keys = relier.settings.signing_keys
+    data = encode(
+        envelope, max_bytes=relier.settings.max_payload_bytes, key=keys[0] if keys else None
+    )
     due = now + round(opts.countdown * 1000) if opts.countdown else 0
     return (
         task_id,

@@ -33,12 +33,20 @@ class Reason(StrEnum):
     """The worker that received it has no task of that name."""
     INVALID_PAYLOAD = "invalid_payload"
     """Its envelope could not be decoded or its arguments did not fit."""
+    BAD_SIGNATURE = "bad_signature"
+    """The worker requires signed envelopes (``RELIER_SIGNING_KEY``) and its
+    envelope was unsigned or signed with none of the worker's keys."""
     RESULT_NOT_SERIALIZABLE = "result_not_serializable"
     """It returned a value JSON cannot carry."""
     POISON_PILL = "poison_pill"
     """Its own crashes killed the process running it ``max_resurrections`` times."""
     HARD_TIMEOUT = "hard_timeout"
     """Its last attempt was stopped by its ``hard_timeout`` and no retry was left."""
+    MIGRATION_FAILED = "migration_failed"
+    """A migration of its call from an older ``schema_version`` raised or returned no call."""
+    SCHEMA_TOO_NEW = "schema_too_new"
+    """It was made for a newer ``schema_version`` than the workers that received it know,
+    for longer than ``RELIER_SCHEMA_DEFER_MAX`` seconds."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ to do about it.
     ├── PayloadError
     │   ├── PayloadNotSerializableError
     │   ├── PayloadTooLargeError
+    │   ├── PayloadValidationError
     │   └── InvalidEnvelopeError
+    │       └── BadSignatureError
     ├── TaskFailedError
     ├── TaskNotFoundError
     ├── ResultTimeoutError
@@ -32,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "AdmissionRejectedError",
+    "BadSignatureError",
     "ConfigurationError",
     "HardTimeoutError",
     "IdempotencyConflictError",
@@ -41,6 +44,7 @@ __all__ = [
     "PayloadError",
     "PayloadNotSerializableError",
     "PayloadTooLargeError",
+    "PayloadValidationError",
     "PreflightError",
     "RedisUnavailableError",
     "RelierError",
@@ -105,11 +109,30 @@ class PayloadTooLargeError(PayloadError):
         self.limit = limit
 
 
+class PayloadValidationError(PayloadError):
+    """Raised when a call's arguments do not fit the task's signature or type hints.
+
+    Raised by ``push`` (nothing is enqueued); on a worker the same check
+    sends the task to the DLQ with reason ``invalid_payload``. The message
+    names each offending argument and what was wrong with it.
+    """
+
+
 class InvalidEnvelopeError(PayloadError):
     """Raised when a stored or delivered envelope cannot be decoded.
 
     Workers never let it escape: the task goes to the DLQ with reason
     ``invalid_payload``.
+    """
+
+
+class BadSignatureError(InvalidEnvelopeError):
+    """Raised when a worker that has ``RELIER_SIGNING_KEY`` set reads an envelope
+    that is unsigned or whose HMAC matches none of its keys.
+
+    Workers never let it escape: the task goes to the DLQ with reason
+    ``bad_signature`` and its function is not called. Give every producer
+    the same key (or list the producer's key in ``RELIER_SIGNING_OLD_KEYS``).
     """
 
 

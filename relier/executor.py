@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import json
 import logging
 import os
 import random
+import threading
 import time
 import traceback
 import uuid
@@ -24,18 +26,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
-from ._loop import run_coroutine
+from . import migrations
+from ._loop import RunningCoroutine, run_coroutine
 from .clock import now_ms
 from .context import TaskContext
 from .dlq import Reason
 from .envelope import Envelope, decode, dumps
 from .errors import (
+    BadSignatureError,
+    ConfigurationError,
+    HardTimeoutError,
     InvalidEnvelopeError,
     PayloadNotSerializableError,
+    PayloadValidationError,
     RedisUnavailableError,
     StaleFenceError,
 )
 from .message import new_delivery_tag
+from .timeouts import Verdict, Watchdog, replace_process, thread_stack
 
 if TYPE_CHECKING:
     from .app import Relier
@@ -197,16 +205,47 @@ def _run_attempt(
         log.error("relier: %s[%s] moved to the DLQ (%s): %s", task.name, task_id, reason, error)
 
     try:
-        envelope = decode(raw_envelope)
+        envelope = decode(raw_envelope, keys=relier.settings.signing_keys)
         if envelope.task != task.name or envelope.id != task_id:
             raise InvalidEnvelopeError(
                 f"envelope is for {envelope.task}[{envelope.id}], "
                 f"delivered as {task.name}[{task_id}]"
             )
         progress = json.loads(raw_progress) if raw_progress else None
+    except BadSignatureError as exc:
+        dead(Reason.BAD_SIGNATURE, str(exc))
+        return
     except (InvalidEnvelopeError, ValueError) as exc:
         dead(Reason.INVALID_PAYLOAD, str(exc))
         return
+    if envelope.schema_version > task.schema_version:
+        # Made for newer code than this worker's: hand it back for the newer
+        # workers of a rolling deploy (no retry used up; see migrations.py).
+        _patiently(
+            "defer",
+            lambda: migrations.defer(relier, task, task_id, owner, fence, envelope.schema_version),
+        )
+        return
+    upgraded = migrations.upgrade(task, envelope)
+    if isinstance(upgraded, migrations.Failure):
+        # A migration fails the same way on every attempt: no retry.
+        failed = upgraded
+        _patiently(
+            "fail",
+            lambda: scripts.fail(
+                task_id, fence, now_ms(), 0, Reason.MIGRATION_FAILED, failed.error,
+                failed.traceback, owner,
+            ),
+        )  # fmt: skip
+        log.error(
+            "relier: %s[%s] moved to the DLQ (%s): %s",
+            task.name,
+            task_id,
+            Reason.MIGRATION_FAILED,
+            failed.error,
+        )
+        return
+    envelope = upgraded
 
     ctx = TaskContext(
         task_id=task_id,
@@ -218,30 +257,60 @@ def _run_attempt(
             "checkpoint", lambda: scripts.checkpoint(task_id, fence, data, now_ms())
         ),
     )
-    call_args = [ctx, *envelope.args] if task.takes_context else list(envelope.args)
     try:
-        task.signature.bind(*call_args, **envelope.kwargs)
-    except TypeError as exc:
-        # Arguments that do not fit the signature fail the same way on every
-        # attempt: retrying would only loop.
-        dead(Reason.INVALID_PAYLOAD, f"arguments do not fit {task.name}: {exc}")
+        args, kwargs = task.validator.from_json(envelope.args, envelope.kwargs)
+    except (PayloadValidationError, ConfigurationError) as exc:
+        # Arguments that do not fit the signature or its type hints fail the
+        # same way on every attempt: retrying would only loop.
+        dead(Reason.INVALID_PAYLOAD, str(exc))
         return
+    call_args = [ctx, *args] if task.takes_context else args
+    running = RunningCoroutine(task.fn(*call_args, **kwargs)) if task.is_async else None
+    watchdog = _watchdog(relier, task, task_id, owner, claim, ctx, running)
+    error: BaseException | None = None
     try:
-        if task.is_async:
-            value = run_coroutine(task.fn(*call_args, **envelope.kwargs))
+        if running is not None:
+            if watchdog is not None:
+                watchdog.start(cancel=running.cancel)
+            value = running.result()
         else:
-            value = task.fn(*call_args, **envelope.kwargs)
-    except StaleFenceError as exc:
-        log.warning("relier: %s[%s] stopped: %s", task.name, task_id, exc)
-        return
+            if watchdog is not None:
+                watchdog.start()
+            value = task.fn(*call_args, **kwargs)
     except (Exception, asyncio.CancelledError, concurrent.futures.CancelledError) as exc:
         # A coroutine cancelled from inside (or its loop's future cancelled)
         # is a failed attempt like any other, never a task left RUNNING.
-        _fail(relier, task, task_id, owner, fence, claim.failures + 1, attempt, exc)
+        error = exc
+    except BaseException:
+        if watchdog is not None:
+            watchdog.finish()
+        raise
+    verdict = watchdog.finish() if watchdog is not None else Verdict.IN_TIME
+    if verdict is Verdict.ABANDONED:
+        assert watchdog is not None
+        # The watchdog recorded the hard timeout; in a pool process it is
+        # replacing the process, which must not take another task meanwhile.
+        watchdog.join()
+        if running is not None and running.abandoned:
+            return  # the coroutine runs on, a zombie: it has no outcome yet
+        # A zombie that ended after all: its outcome goes through the fenced
+        # scripts like any other, which refuse it (history: stale_commit).
+    if verdict is Verdict.CANCELLED:
+        assert task.hard_timeout is not None
+        # However the cancelled coroutine ended (re-raising, or swallowing
+        # the cancellation and returning), its deadline had passed.
+        timeout = HardTimeoutError(task.name, task.hard_timeout)
+        timeout.__cause__ = error
+        error = timeout
+    if isinstance(error, StaleFenceError):
+        log.warning("relier: %s[%s] stopped: %s", task.name, task_id, error)
+        return
+    if error is not None:
+        _fail(relier, task, task_id, owner, fence, claim.failures + 1, attempt, error)
         return
 
     try:
-        result = dumps(value, what=f"result of {task.name}")
+        result = dumps(task.validator.result_to_json(value), what=f"result of {task.name}")
     except PayloadNotSerializableError as exc:
         dead(Reason.RESULT_NOT_SERIALIZABLE, str(exc))
         return
@@ -267,6 +336,70 @@ def _result_ttl(relier: Relier, task: RlTask[Any, Any], envelope: Envelope) -> i
     return relier.settings.result_ttl
 
 
+def _watchdog(
+    relier: Relier,
+    task: RlTask[Any, Any],
+    task_id: str,
+    owner: str,
+    claim: Claim,
+    ctx: TaskContext,
+    running: RunningCoroutine[Any] | None,
+) -> Watchdog | None:
+    """The deadlines of this attempt (``None`` if the task has no timeouts).
+
+    Made in the thread that runs the attempt, whose stack the DLQ entry of a
+    stuck sync task shows.
+    """
+    if task.soft_timeout is None and task.hard_timeout is None:
+        return None
+    name = f"{task.name}[{task_id}]"
+    caller = threading.get_ident()
+
+    def soft() -> None:
+        seconds = task.soft_timeout or 0.0
+        try:
+            noted = relier.scripts.soft_timeout(task_id, claim.fence, now_ms(), seconds)
+        except _TRANSIENT as exc:
+            log.warning("relier: could not record the soft timeout of %s (%s)", name, exc)
+            noted = True
+        if not noted:
+            return  # the attempt is over or superseded: no hook on its behalf
+        hook = task.on_soft_timeout
+        if hook is None:
+            log.warning(
+                "relier: %s passed its soft_timeout of %g s (no on_soft_timeout hook)",
+                name,
+                seconds,
+            )
+            return
+        log.warning("relier: %s passed its soft_timeout of %g s; calling its hook", name, seconds)
+        outcome = hook(ctx)
+        if inspect.iscoroutine(outcome):
+            # Next to the task's own coroutine, if it is async.
+            run_coroutine(outcome)
+
+    def hard() -> None:
+        seconds = task.hard_timeout or 0.0
+        if running is not None:
+            stack = running.stack()
+        else:
+            stack = thread_stack(caller, below=_run_attempt.__code__)
+        exc = HardTimeoutError(task.name, seconds)
+        failures = claim.failures + 1
+        _fail(relier, task, task_id, owner, claim.fence, failures, claim.attempt, exc, stack)
+        if task.max_concurrency:
+            # The process may be about to end: _release after the attempt
+            # would never run.
+            _release(relier, task, task_id, claim.fence)
+        replace_process(name)
+        if running is not None:
+            # Not in a pool process (nothing was replaced): free the thread
+            # waiting for a coroutine that ignores its cancellation.
+            running.abandon(exc)
+
+    return Watchdog(name, task.soft_timeout, task.hard_timeout, soft, hard)
+
+
 def _fail(
     relier: Relier,
     task: RlTask[Any, Any],
@@ -276,15 +409,22 @@ def _fail(
     failures: int,
     attempt: int,
     exc: BaseException,
+    stack: str = "",
 ) -> None:
     """Record failed attempt ``attempt``, the task's ``failures``-th exception.
 
     Retries are counted in exceptions, not attempts: an attempt cut short by
-    a crash (and resurrected) does not use up a retry.
+    a crash (and resurrected) does not use up a retry. ``stack`` is where a
+    stuck attempt was when its hard timeout stopped it (it raised nothing,
+    so its exception has no traceback of its own).
     """
     settings = relier.settings
     error = f"{type(exc).__name__}: {exc}"
-    tb = "".join(traceback.format_exception(exc))
+    if stack:
+        tb = "Stack of the attempt at its hard timeout (most recent call last):\n" + stack
+        tb += "".join(traceback.format_exception_only(exc))
+    else:
+        tb = "".join(traceback.format_exception(exc))
     if task.retry.should_retry(exc, failures, settings):
         delay = task.retry.delay(failures, settings, _rng)
         due = now_ms() + max(1, round(delay * 1000))
@@ -300,7 +440,10 @@ def _fail(
     else:
         due = 0
         retryable = isinstance(exc, task.retry.retry_on)
-        reason = Reason.MAX_RETRIES if retryable else Reason.NOT_RETRYABLE
+        if isinstance(exc, HardTimeoutError):
+            reason = Reason.HARD_TIMEOUT
+        else:
+            reason = Reason.MAX_RETRIES if retryable else Reason.NOT_RETRYABLE
         log.error(
             "relier: %s[%s] attempt %d failed (%s); moved to the DLQ (%s)",
             task.name,

@@ -68,7 +68,13 @@ class TaskHandle:
             )
         name = _text(state)
         if name == "SUCCEEDED":
-            return True, json.loads(row[1] or b"null")
+            value = json.loads(row[1] or b"null")
+            from .app import registry
+
+            # The task's return annotation rebuilds its type (a datetime, a
+            # model) when this process knows the task.
+            task = registry().get(self.task_name)
+            return True, value if task is None else task.validator.result_from_json(value)
         if name in TERMINAL_STATES:
             raise TaskFailedError(self.id, _text(row[2]) or name.lower(), _text(row[3]))
         return False, None

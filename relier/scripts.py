@@ -35,6 +35,7 @@ SCRIPT_NAMES = (
     "claim",
     "complete",
     "dead_letter",
+    "defer",
     "dispatch",
     "fail",
     "leader",
@@ -45,6 +46,7 @@ SCRIPT_NAMES = (
     "requeue",
     "reserve",
     "resurrect",
+    "soft_timeout",
 )
 
 
@@ -199,6 +201,24 @@ class _Args:
             [task_id, now, reason, error, self.hmax, "" if fence is None else fence],
         )
 
+    def defer(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        owner: str,
+        delays_ms: tuple[int, int],
+        max_defer_ms: int,
+        versions: tuple[int, int],
+        error: str,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner)],
+            [task_id, fence, now, delays_ms[0], delays_ms[1], max_defer_ms, versions[0],
+             versions[1], error, self.hmax],
+        )  # fmt: skip
+
     def resurrect(
         self,
         task_id: str,
@@ -251,6 +271,12 @@ class _Args:
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return [tk.job, tk.hist], [fence, progress, now, self.hmax]
+
+    def soft_timeout(
+        self, task_id: str, fence: int, now: int, seconds: float
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist], [fence, now, seconds, self.hmax]
 
 
 class Scripts:
@@ -348,6 +374,34 @@ class Scripts:
         built = self.args.dead_letter(task_id, now, reason, error, fence, owner)
         return bool(int(self._call("dead_letter", built)[0]))
 
+    def defer(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        owner: str,
+        delays_ms: tuple[int, int],
+        max_defer_ms: int,
+        versions: tuple[int, int],
+        error: str,
+    ) -> tuple[int, int]:
+        """Hand back the attempt under ``fence`` of a call made for a newer schema.
+
+        The task goes back to PENDING, re-scheduled after the first of
+        ``delays_ms`` (doubling per deferral up to the second), without using
+        up a retry; ``max_defer_ms`` after the first of an unbroken run of
+        deferrals it is dead-lettered (``schema_too_new``) with ``error``
+        instead.
+        ``versions`` is (the call's schema_version, the worker's). Returns
+        ``(1, due)`` deferred, ``(2, 0)`` dead-lettered, ``(0, 0)`` refused
+        (stale fence).
+        """
+        built = self.args.defer(
+            task_id, fence, now, owner, delays_ms, max_defer_ms, versions, error
+        )
+        raw = self._call("defer", built)
+        return int(raw[0]), int(raw[1])
+
     def resurrect(
         self,
         task_id: str,
@@ -407,6 +461,12 @@ class Scripts:
 
     def checkpoint(self, task_id: str, fence: int, progress: bytes, now: int) -> bool:
         return bool(self._call("checkpoint", self.args.checkpoint(task_id, fence, progress, now)))
+
+    def soft_timeout(self, task_id: str, fence: int, now: int, seconds: float) -> bool:
+        """Note that the attempt under ``fence`` passed its soft timeout of
+        ``seconds``; False when it no longer holds the task."""
+        built = self.args.soft_timeout(task_id, fence, now, seconds)
+        return bool(self._call("soft_timeout", built))
 
 
 class AsyncScripts:

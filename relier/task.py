@@ -10,7 +10,7 @@ from the journal.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from . import app as _app
@@ -20,7 +20,11 @@ from .context import TaskContext, wants_context
 from .dispatch import Call, CallOptions
 from .errors import ConfigurationError
 from .handle import TaskHandle
+from .migrations import Migration
+from .migrations import check as _check_migrations
 from .retry import RetryPolicy
+from .timeouts import CELERY_TIME_LIMIT_MARGIN_S
+from .validation import Validator
 
 __all__ = ["BoundTask", "RlTask", "rl_task"]
 
@@ -81,6 +85,7 @@ class RlTask(_Pusher[P, R]):
         queue: the task's default queue (``None``: ``RELIER_DEFAULT_QUEUE``).
         retry: the retry policy.
         schema_version: the argument schema version calls are made for.
+        migrations: ``{from_version: function}``, sorted; empty when none.
         celery_task: the Celery task that runs it on workers.
     """
 
@@ -92,6 +97,7 @@ class RlTask(_Pusher[P, R]):
         queue: str | None = None,
         retry: RetryPolicy | None = None,
         schema_version: int = 1,
+        migrations: Mapping[int, Migration] | None = None,
         celery_app: Any = None,
         relier: _app.Relier | None = None,
         idempotent: bool = False,
@@ -105,8 +111,9 @@ class RlTask(_Pusher[P, R]):
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"@rl_task needs a function, got {fn!r}")
-        if schema_version < 1:
-            raise ConfigurationError(f"schema_version must be >= 1, got {schema_version}")
+        self.migrations = _check_migrations(
+            name or f"{fn.__module__}.{fn.__qualname__}", schema_version, migrations
+        )
         if idempotency_key is not None and not callable(idempotency_key):
             raise ConfigurationError(
                 f"key= must be a callable over the arguments, got {idempotency_key!r}"
@@ -141,6 +148,7 @@ class RlTask(_Pusher[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.takes_context = wants_context(fn)
         self.signature = inspect.signature(fn)
+        self.validator = Validator(fn, self.name, skip_first=self.takes_context)
         self.qualified_source = f"{fn.__module__}.{fn.__qualname__}"
         if name is None and fn.__name__ == "<lambda>":
             raise ConfigurationError(
@@ -179,6 +187,11 @@ class RlTask(_Pusher[P, R]):
             "serializer": "json",
             "reject_on_worker_lost": False,
         }
+        if self.hard_timeout is not None:
+            # The last resort, for code holding the GIL so that Relier's own
+            # watchdog thread cannot run: Celery's prefork pool then kills the
+            # process from outside, which Relier sees as a crash.
+            options["time_limit"] = self.hard_timeout + CELERY_TIME_LIMIT_MARGIN_S
         if celery_app is not None:
             # shared=False: registered with this app only, as app= promises.
             return celery_app.task(shared=False, **options)(run)
@@ -270,6 +283,7 @@ def rl_task(
     retry_backoff_max: float | None = None,
     retry_jitter: bool | None = None,
     schema_version: int = 1,
+    migrations: Mapping[int, Migration] | None = None,
     app: Any = None,
     idempotent: bool = False,
     key: Callable[..., Any] | None = None,
@@ -297,6 +311,7 @@ def rl_task(
     retry_backoff_max: float | None = None,
     retry_jitter: bool | None = None,
     schema_version: int = 1,
+    migrations: Mapping[int, Migration] | None = None,
     app: Any = None,
     idempotent: bool = False,
     key: Callable[..., Any] | None = None,
@@ -322,7 +337,19 @@ def rl_task(
         retry_backoff: base of the exponential backoff, in seconds.
         retry_backoff_max: longest delay between attempts, in seconds.
         retry_jitter: draw each delay uniformly from [0, backoff].
-        schema_version: the version of the task's argument schema.
+        schema_version: the version of the task's argument schema (an int >=
+            1), recorded in every call. Bump it when the arguments change: a
+            worker whose code has an older version defers a newer call (back
+            to PENDING, re-scheduled with backoff, no retry used up) for the
+            newer workers of a rolling deploy, and dead-letters it with reason
+            ``schema_too_new`` after ``RELIER_SCHEMA_DEFER_MAX`` seconds.
+        migrations: ``{k: function}`` for ``k`` = 1 to ``schema_version - 1``
+            exactly: ``migrations[k]`` turns a version-``k`` call
+            ``{"args": [...], "kwargs": {...}}`` into a version-``k+1`` call of
+            the same shape. A worker migrates an older call step by step
+            before running it; a step that raises sends the task to the DLQ
+            with reason ``migration_failed``. Without migrations, older calls
+            run as they are.
         app: the Celery app to register with; by default the task is
             registered with every Celery app (like ``shared_task``).
         idempotent: the same logical call (same key) runs to a successful
@@ -383,6 +410,7 @@ def rl_task(
             queue=queue,
             retry=policy,
             schema_version=schema_version,
+            migrations=migrations,
             celery_app=app,
             idempotent=idempotent,
             idempotency_key=key,

@@ -15,7 +15,9 @@
   prefetched but not started is owned and comes back if the worker dies;
 * re-queues a task at once when the pool process running it dies (the fast
   path, :mod:`relier.children`);
-* turns "unknown task" rejections into DLQ entries.
+* turns "unknown task" rejections into DLQ entries;
+* marks each prefork pool process as one, the only kind of process a task
+  stuck past its hard timeout may end (:mod:`relier.timeouts`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from celery.signals import (
     task_received,
     task_unknown,
     worker_before_create_process,
+    worker_process_init,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
@@ -44,6 +47,7 @@ from .leases import Lease, new_worker_id
 from .preflight import require
 from .resurrector import Resurrector, take_back
 from .shutdown import Drain
+from .timeouts import note_pool_child
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -365,6 +369,9 @@ task_failure.connect(_on_failure, weak=False)
 worker_before_create_process.connect(_on_before_create_process, weak=False)
 worker_shutting_down.connect(_on_shutting_down, weak=False)
 worker_shutdown.connect(_on_shutdown, weak=False)
+# Only a prefork pool process may be replaced when a task in it is stuck past
+# its hard timeout; this tells the executor that it runs in one.
+worker_process_init.connect(note_pool_child, weak=False)
 
 
 def install(app: Celery, relier: Relier) -> None:

@@ -23,9 +23,11 @@ INTENDED = {
     # errors
     "RelierError", "ConfigurationError", "RedisUnavailableError", "PreflightError",
     "UnknownTaskError", "PayloadError", "PayloadNotSerializableError", "PayloadTooLargeError",
+    "PayloadValidationError",
     "InvalidEnvelopeError", "LocalRedisError", "TaskFailedError", "TaskNotFoundError",
+    "BadSignatureError",
     "ResultTimeoutError",
-    "StaleFenceError",
+    "StaleFenceError", "HardTimeoutError",
     "__version__",
 }  # fmt: skip
 

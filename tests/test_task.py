@@ -272,3 +272,62 @@ def test_max_concurrency_must_be_a_positive_int(bad: Any) -> None:
 
         @rl_task(name="tests.task.bad_limit", max_concurrency=bad)
         def bad_limit() -> None: ...
+
+
+# --- timeouts ----------------------------------------------------------------------------
+
+
+def test_timeouts_are_kept_on_the_task_and_bound_celerys_time_limit() -> None:
+    from relier.timeouts import CELERY_TIME_LIMIT_MARGIN_S
+
+    def hook(ctx: TaskContext) -> None: ...
+
+    @rl_task(name="tests.task.timed", soft_timeout=1, hard_timeout=2.5, on_soft_timeout=hook)
+    def timed() -> None: ...
+
+    assert (timed.soft_timeout, timed.hard_timeout, timed.on_soft_timeout) == (1, 2.5, hook)
+    # Celery's own limit is only the last resort, well behind Relier's.
+    assert timed.celery_task.time_limit == 2.5 + CELERY_TIME_LIMIT_MARGIN_S
+    assert timed.celery_task.soft_time_limit is None
+
+    @rl_task(name="tests.task.soft_only", soft_timeout=0.5)
+    async def soft_only() -> None: ...
+
+    assert (soft_only.soft_timeout, soft_only.hard_timeout, soft_only.on_soft_timeout) == (
+        0.5,
+        None,
+        None,
+    )
+    assert soft_only.celery_task.time_limit is None
+    assert plain.soft_timeout is None and plain.hard_timeout is None
+
+
+@pytest.mark.parametrize("option", ["soft_timeout", "hard_timeout"])
+@pytest.mark.parametrize("bad", [0, -1, True, "2", float("nan")])
+def test_timeouts_must_be_positive_numbers_of_seconds(option: str, bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match=f"{option} must be a number of seconds > 0"):
+
+        @rl_task(name="tests.task.bad_timeout", **{option: bad})
+        def bad_timeout() -> None: ...
+
+
+@pytest.mark.parametrize(("soft", "hard"), [(2, 2), (3, 1.5)])
+def test_soft_timeout_must_come_before_the_hard_one(soft: float, hard: float) -> None:
+    with pytest.raises(ConfigurationError, match="must be shorter than hard_timeout"):
+
+        @rl_task(name="tests.task.bad_order", soft_timeout=soft, hard_timeout=hard)
+        def bad_order() -> None: ...
+
+
+def test_on_soft_timeout_needs_a_callable_and_a_soft_timeout() -> None:
+    with pytest.raises(ConfigurationError, match="on_soft_timeout must be a callable"):
+
+        @rl_task(name="tests.task.bad_hook", soft_timeout=1, on_soft_timeout="cleanup")  # type: ignore[arg-type]
+        def bad_hook() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="needs soft_timeout"):
+
+        @rl_task(name="tests.task.hook_alone", hard_timeout=1, on_soft_timeout=lambda ctx: None)
+        def hook_alone() -> None: ...
+
+    assert "tests.task.bad_hook" not in registry() and "tests.task.hook_alone" not in registry()

@@ -6,11 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from celery import Celery
 
-from relier import Relier, TaskFailedError, rl_task
+from relier import PayloadValidationError, Relier, TaskFailedError, TaskHandle, rl_task
+from relier.clock import now_ms
+from relier.envelope import Envelope, encode
+from relier.message import message_template, new_delivery_tag
 from relier.testing import CliRunner, RedisServer, WorkerFactory
 from tests.integration.apps import basic
 
@@ -34,15 +38,38 @@ def test_unknown_task_on_the_worker_goes_to_the_dlq(rl_worker: WorkerFactory, rl
     assert worker.is_alive()
 
 
+def _journal_raw_call(rl: Relier, task: str, args: list[object]) -> TaskHandle:
+    """Journal and publish a call as a producer that skipped validation would."""
+    task_id = str(uuid.uuid4())
+    now = now_ms()
+    env = encode(Envelope(id=task_id, task=task, args=args, kwargs={}, ts=now), max_bytes=1 << 20)
+    tpl = message_template(task_id, task, "celery")
+    assert rl.scripts.dispatch(task_id, task, "celery", env, tpl, new_delivery_tag(), now, 0)[0]
+    return TaskHandle(rl, task_id, task)
+
+
+def test_arguments_that_do_not_fit_are_refused_on_push(rl: Relier) -> None:
+    before = rl.redis.llen("celery")
+    with pytest.raises(PayloadValidationError, match="missing a required argument"):
+        basic.add.push(1)  # type: ignore[call-arg]  # add takes two arguments
+    with pytest.raises(PayloadValidationError, match="a: Input should be a valid integer"):
+        basic.add.push("one", 2)  # type: ignore[arg-type]
+    assert rl.redis.llen("celery") == before
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [([1], "missing a required argument"), (["one", 2], "a: Input should be a valid integer")],
+)
 def test_arguments_that_do_not_fit_go_to_the_dlq_without_retrying(
-    rl_worker: WorkerFactory, rl: Relier
+    rl_worker: WorkerFactory, rl: Relier, args: list[object], error: str
 ) -> None:
     rl_worker(APP)
-    handle = basic.add.push(1)  # add takes two arguments
+    handle = _journal_raw_call(rl, basic.add.name, args)
     with pytest.raises(TaskFailedError) as info:
         handle.result(timeout=20)
     assert info.value.reason == "invalid_payload"
-    assert "missing a required argument" in info.value.error
+    assert error in info.value.error
     events = [e["e"] for e in _history(rl, handle.id)]
     assert events.count("started") == 1  # no retry loop
     assert basic.add.push(2, 3).result(timeout=20) == 5

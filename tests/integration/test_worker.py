@@ -137,3 +137,18 @@ def _wait_queue_empty(r: Relier, timeout: float = 10.0) -> None:
     while r.redis.llen(r.keys.queue("celery")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # let the worker finish what it took
+
+
+def test_typed_arguments_and_results_round_trip_through_a_worker(
+    rl_worker: WorkerFactory, rl: Relier
+) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    rl_worker(APP)
+    issued = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
+    handle = basic.invoice.push("A-1", issued, Decimal("10.50"), [Decimal("10"), Decimal("0.50")])
+    result = handle.result(timeout=20)
+    assert result == basic.Invoice(number="A-1", total=Decimal("10.50"), due=dt.date(2026, 12, 26))
+    stored = json.loads(rl.redis.hget(rl.keys.task(handle.id).job, "result") or b"")
+    assert stored == {"number": "A-1", "total": "10.50", "due": "2026-12-26"}

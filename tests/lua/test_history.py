@@ -34,6 +34,7 @@ STEPS: dict[str, tuple[Callable[[Scripts], Any], Callable[[Scripts], Any], str]]
     "dead_letter": (pending, lambda s: s.dead_letter("t1", 9_000, "unknown_task", "e"), "dead"),
     "requeue": (_retrying, lambda s: s.requeue("t1", "q", 9_000, "tag"), "requeued"),
     "checkpoint": (_claimed, lambda s: s.checkpoint("t1", 1, b"1", 9_000), "checkpoint"),
+    "soft_timeout": (_claimed, lambda s: s.soft_timeout("t1", 1, 9_000, 1), "soft_timeout"),
     "reserve": (pending, lambda s: s.reserve("t1", "w/2", 9_000), "reserved"),
     "resurrect": (
         _claimed,

@@ -7,7 +7,11 @@ see exactly how many times a body ran, whichever process ran it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
+from decimal import Decimal
+
+import pydantic
 
 import relier
 from relier import TaskContext, rl_task
@@ -95,3 +99,17 @@ def flaky_idem(key: str) -> str:
     if relier.current().redis.get(f"rl-test:fail:{key}"):
         raise ValueError(f"{key} is set to fail")
     return "ok"
+
+
+class Invoice(pydantic.BaseModel):
+    number: str
+    total: Decimal
+    due: dt.date
+
+
+@rl_task(name="basic.invoice")
+def invoice(number: str, issued: dt.datetime, total: Decimal, lines: list[Decimal]) -> Invoice:
+    """Typed arguments arrive as their types; the model result travels as JSON."""
+    assert isinstance(issued, dt.datetime) and isinstance(total, Decimal)
+    assert total == sum(lines)
+    return Invoice(number=number, total=total, due=issued.date() + dt.timedelta(days=30))

@@ -1,0 +1,202 @@
+"""Arguments and results checked against the task function's type hints.
+
+Each annotated parameter gets a pydantic ``TypeAdapter``. On push, a call's
+arguments are validated and turned into JSON (``mode="json"``: datetimes,
+UUIDs, Decimals, dataclasses and pydantic models become their JSON form); on
+the worker the JSON is validated again into the annotated types before the
+function runs, so a ``datetime`` argument arrives as a ``datetime``. A
+parameter without an annotation (or annotated ``Any``) is passed through and
+must be JSON-native, as before.
+
+Results follow the same rules: the return annotation, when there is one,
+encodes the value and lets :meth:`relier.TaskHandle.result` rebuild it; a
+value without one is encoded by pydantic's generic JSON rules.
+
+The adapters are built on first use, not at decoration, so annotations that
+name classes defined later in the module (``from __future__ import
+annotations``) resolve.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+import pydantic_core
+
+from .errors import ConfigurationError, PayloadNotSerializableError, PayloadValidationError
+
+__all__ = ["Validator"]
+
+_PASS = (inspect.Parameter.empty, Any)
+
+
+class Validator:
+    """The argument and result adapters of one task function."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, skip_first: bool) -> None:
+        self._fn = fn
+        self._name = name
+        self._skip_first = skip_first
+        self._lock = threading.Lock()
+        self._built = False
+        self._signature: inspect.Signature | None = None
+        self._params: dict[str, pydantic.TypeAdapter[Any]] = {}
+        self._slots: tuple[list[str], str | None, set[str], str | None] = ([], None, set(), None)
+        self._result: pydantic.TypeAdapter[Any] | None = None
+
+    def _build(self) -> None:
+        with self._lock:
+            if self._built:
+                return
+            try:
+                hints = typing.get_type_hints(self._fn, include_extras=True)
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"task {self._name}: its type hints cannot be resolved ({exc}); import the "
+                    "names they use at module level"
+                ) from exc
+            signature = inspect.signature(self._fn)
+            params = list(signature.parameters.values())[1 if self._skip_first else 0 :]
+            adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
+            try:
+                for p in params:
+                    hint = hints.get(p.name, inspect.Parameter.empty)
+                    if hint in _PASS:
+                        continue
+                    adapters[p.name] = pydantic.TypeAdapter(hint)
+                ret = hints.get("return", inspect.Parameter.empty)
+                if ret not in _PASS and ret is not type(None) and ret is not None:
+                    self._result = pydantic.TypeAdapter(ret)
+            except pydantic.PydanticUserError as exc:
+                raise ConfigurationError(
+                    f"task {self._name}: a type hint pydantic cannot validate: {exc}"
+                ) from exc
+            except pydantic.errors.PydanticSchemaGenerationError as exc:
+                raise ConfigurationError(
+                    f"task {self._name}: a type hint pydantic cannot validate: {exc}"
+                ) from exc
+            self._signature = signature.replace(parameters=params)
+            kinds = inspect.Parameter
+            self._slots = (
+                [p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY,
+                                                      kinds.POSITIONAL_OR_KEYWORD)],
+                next((p.name for p in params if p.kind is kinds.VAR_POSITIONAL), None),
+                {p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD,
+                                                      kinds.KEYWORD_ONLY)},
+                next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None),
+            )  # fmt: skip
+            self._params = adapters
+            self._built = True
+
+    def _bound(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Any:
+        self._build()
+        assert self._signature is not None
+        try:
+            return self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PayloadValidationError(
+                f"arguments do not fit {self._name}{self._signature}: {exc}"
+            ) from None
+
+    def _each(
+        self,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        convert: Callable[[str, pydantic.TypeAdapter[Any], Any], Any],
+    ) -> tuple[list[Any], dict[str, Any]]:
+        # The call keeps its shape (what was positional stays positional):
+        # idempotency keys and key= callables see the arguments as given.
+        positional, star_args, keyword, star_kwargs = self._slots
+
+        def one(name: str | None, value: Any) -> Any:
+            adapter = self._params.get(name) if name else None
+            return value if adapter is None else convert(name or "", adapter, value)
+
+        new_args = [
+            one(positional[i] if i < len(positional) else star_args, value)
+            for i, value in enumerate(args)
+        ]
+        new_kwargs = {
+            k: one(k if k in keyword else star_kwargs, value) for k, value in kwargs.items()
+        }
+        return new_args, new_kwargs
+
+    def _error(self, name: str, exc: pydantic.ValidationError) -> PayloadValidationError:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in (name, *e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        return PayloadValidationError(f"task {self._name}: invalid arguments: {problems}")
+
+    def to_json(
+        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """A push's arguments, validated and in JSON form (the same call shape).
+
+        Raises:
+            PayloadValidationError: the arguments do not fit the signature or
+                its type hints.
+        """
+        self._bound(args, kwargs)
+        if not self._params:
+            return list(args), dict(kwargs)
+
+        def convert(name: str, adapter: pydantic.TypeAdapter[Any], value: Any) -> Any:
+            try:
+                valid = adapter.validate_python(value)
+            except pydantic.ValidationError as exc:
+                raise self._error(name, exc) from None
+            return adapter.dump_python(valid, mode="json")
+
+        return self._each(args, kwargs, convert)
+
+    def from_json(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """A delivered call's JSON arguments as the annotated types.
+
+        Raises:
+            PayloadValidationError: as :meth:`to_json`.
+        """
+        self._bound(args, kwargs)
+        if not self._params:
+            return list(args), dict(kwargs)
+
+        def convert(name: str, adapter: pydantic.TypeAdapter[Any], value: Any) -> Any:
+            try:
+                return adapter.validate_python(value)
+            except pydantic.ValidationError as exc:
+                raise self._error(name, exc) from None
+
+        return self._each(args, kwargs, convert)
+
+    def result_to_json(self, value: Any) -> Any:
+        """A return value in JSON form, by the return annotation or pydantic's rules.
+
+        Raises:
+            PayloadNotSerializableError: the value has no JSON form.
+        """
+        self._build()
+        try:
+            if self._result is not None:
+                return self._result.dump_python(value, mode="json")
+            return pydantic_core.to_jsonable_python(value)
+        except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+            raise PayloadNotSerializableError(
+                f"the result of {self._name} ({type(value).__name__}) has no JSON form: {exc}"
+            ) from None
+
+    def result_from_json(self, value: Any) -> Any:
+        """A stored result as the return annotation's type (as is without one)."""
+        self._build()
+        if self._result is None:
+            return value
+        try:
+            return self._result.validate_python(value)
+        except pydantic.ValidationError:
+            # Written by another version of the task: hand over what is stored.
+            return value

@@ -1,0 +1,306 @@
+"""Hostile input against a real worker: bytes written straight into the broker's queue
+list and into the journal, bypassing every check ``push`` makes.
+
+Each case ends in the DLQ with the right reason, or in a logged refusal when there is no
+journal entry to record it against; good tasks pushed before, between and after all
+succeed; the worker process stays alive; nothing loops (one attempt at most, a short
+history).
+
+test_bad_input.py covers the friendlier cases: an unknown task pushed by a producer, a
+call that does not fit the signature, a truncated ``env`` field, a plain Celery
+``send_task`` for a Relier task, and a foreign message for a journaled id.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+import relier
+from relier import Relier, TaskFailedError, TaskHandle
+from relier.app import reset
+from relier.clock import now_ms
+from relier.dlq import read_history
+from relier.envelope import Envelope, encode
+from relier.message import TEMPLATE_TAIL, message_template, new_delivery_tag
+from relier.testing import WorkerFactory, WorkerProcess
+from tests.integration.apps import basic
+
+APP = "tests.integration.apps.basic"
+QUEUE = "celery"
+KEY = "hostile-tests-signing-key-0001"
+OLD_KEY = "hostile-tests-retired-key-0002"
+WRONG_KEY = "not-the-key-of-this-cluster-03"
+WAIT = 20
+
+
+@pytest.fixture
+def signed_rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
+    """The process-default Relier with the cluster's signing key: its pushes are signed."""
+    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    monkeypatch.setenv("RELIER_SIGNING_KEY", KEY)
+    reset()
+    yield relier.current()
+    reset()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def body(task_id: str, task: str = "basic.add", **fields: Any) -> dict[str, Any]:
+    """A format-2 body (no digest yet) for ``task`` with id ``task_id``."""
+    out: dict[str, Any] = {"v": 2, "id": task_id, "t": task, "sv": 1, "a": [1, 2], "k": {}}
+    out["ts"] = now_ms()
+    out.update(fields)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def seal(fields: dict[str, Any], key: str | None = None) -> bytes:
+    """Digest (and MAC) as docs/architecture.md specifies, without Relier's encoder."""
+    data = json.dumps(fields, separators=(",", ":")).encode()
+    tail = f',"d":"{hashlib.sha256(data).hexdigest()[:32]}"'
+    if key is not None:
+        tail += f',"s":"{hmac.new(key.encode(), data, hashlib.sha256).hexdigest()}"'
+    return data[:-1] + tail.encode() + b"}"
+
+
+def journal(
+    rl: Relier, env: bytes, task: str = "basic.add", task_id: str = "", countdown_ms: int = 0
+) -> str:
+    """Journal ``env`` and publish its message, as dispatch does, with no check at all."""
+    task_id = task_id or f"hostile-{uuid.uuid4()}"
+    template = message_template(task_id, task, QUEUE)
+    now = now_ms()
+    due = now + countdown_ms if countdown_ms else 0
+    created, _ = rl.scripts.dispatch(
+        task_id, task, QUEUE, env, template, new_delivery_tag(), now, due
+    )
+    assert created
+    return task_id
+
+
+def raw_message(task: str, task_id: str, args: list[Any], **headers: Any) -> bytes:
+    """A kombu Redis-transport message, built by hand (nothing journaled)."""
+    inner = json.dumps([args, {}, {"callbacks": None, "errbacks": None, "chain": None}])
+    text = message_template(task_id, task, QUEUE) + new_delivery_tag() + TEMPLATE_TAIL
+    message = json.loads(text)
+    message["body"] = base64.b64encode(inner.encode()).decode()
+    message["headers"].update(headers)
+    return json.dumps(message).encode()
+
+
+def dead(rl: Relier, task_id: str, task: str = "basic.add") -> TaskFailedError:
+    """Waits for ``task_id`` to end; it must be in the DLQ after one attempt at most."""
+    with pytest.raises(TaskFailedError) as info:
+        TaskHandle(rl, task_id, task).result(timeout=WAIT)
+    events = [e["e"] for e in read_history(rl, task_id)]
+    assert events.count("started") <= 1, events
+    assert len(events) <= 4, events
+    return info.value
+
+
+class Stream:
+    """Good tasks pushed between the hostile ones; all must succeed."""
+
+    def __init__(self) -> None:
+        self.handles: list[tuple[TaskHandle, int]] = []
+
+    def push(self) -> None:
+        n = len(self.handles)
+        self.handles.append((basic.add.push(n, 1000), n + 1000))
+
+    def check(self, worker: WorkerProcess) -> None:
+        for handle, expected in self.handles:
+            assert handle.result(timeout=WAIT) == expected
+        assert worker.is_alive()
+
+
+# --- the broker's queue list -----------------------------------------------------------
+
+
+def test_garbage_in_the_queue_list_is_refused_and_logged(
+    rl_worker: WorkerFactory, rl: Relier
+) -> None:
+    worker = rl_worker(APP)
+    stream = Stream()
+    stream.push()
+    ghost = f"ghost-{uuid.uuid4()}"
+    garbage = [
+        b"not json at all",
+        b'{"body": "trunc',
+        b"[1, 2, 3]",
+        b"{}",
+        b'"a string"',
+        b'{"properties": 5}',
+        b'{"body": "!!!not base64!!!", "headers": {}, "properties": {}}',
+        b'{"body": "e30", "headers": {}, "properties": {"delivery_tag": "t1", '
+        b'"body_encoding": "base64", "delivery_info": {"routing_key": "celery"}}}',
+        b'{"body": "e30=", "headers": 5, "properties": {"delivery_tag": "t2", '
+        b'"body_encoding": "base64", "delivery_info": {"routing_key": "celery"}}}',
+        b'{"body": "e30=", "headers": {"task": 5, "id": []}, "properties": {"delivery_tag": '
+        b'"t3", "body_encoding": "base64", "delivery_info": {"routing_key": "celery"}}}',
+        b'{"body": "e30=", "headers": {}, "properties": {"delivery_tag": ["t4"], '
+        b'"body_encoding": "base64", "delivery_info": {"routing_key": "celery"}}}',
+        raw_message("basic.add", "x", [1]).replace(b'"body":"', b'"body":"!!'),
+        raw_message("basic.add", "x", [1]).replace(b'"lang":"py"', b'"lang":"py","task":null'),
+        raw_message("basic.add", "y", [1]).replace(b'"id":"y"', b'"id":null'),
+        # a pickle: never deserialised (JSON only), whatever it holds
+        raw_message("basic.add", f"pickle-{uuid.uuid4()}", [1, 2]).replace(
+            b'"application/json"', b'"application/x-python-serialize"'
+        ),
+        # an unknown task name with no journal entry
+        raw_message("no.such.task", ghost, [ghost]),
+        # a Relier-shaped message (the only argument is the id) for an id nobody journaled
+        raw_message("basic.count", f"unjournaled-{uuid.uuid4()}", ["never"]),
+        # a huge message for a Relier task, not written by Relier
+        raw_message("basic.count", f"huge-{uuid.uuid4()}", ["x" * 4_000_000]),
+    ]
+    for item in garbage:
+        rl.redis.lpush(QUEUE, item)
+        stream.push()
+    stream.check(worker)
+    print(worker.log())
+    worker.wait_for_log("no.such.task", timeout=WAIT)
+    worker.wait_for_log("Relier did not write", timeout=WAIT)
+    assert not rl.redis.keys("rl-test:count:*")  # no body ran for any of them
+    assert rl.redis.llen(QUEUE) == 0
+
+
+# --- the journal -----------------------------------------------------------------------
+
+
+def test_bad_envelopes_in_the_journal_go_to_the_dlq(rl_worker: WorkerFactory, rl: Relier) -> None:
+    worker = rl_worker(APP)
+    stream = Stream()
+    stream.push()
+    good = encode(
+        Envelope(id="x", task="basic.add", args=[1, 2], kwargs={}, ts=1), max_bytes=1 << 20
+    )
+    cases: dict[str, tuple[str, str]] = {}  # task id -> (reason, fragment of the error)
+
+    def case(env: bytes | None, reason: str, fragment: str, task_id: str = "") -> None:
+        if env is None:
+            # Scheduled, so that the field is gone before any worker can look.
+            task_id = journal(rl, b"", task_id=task_id, countdown_ms=300)
+            rl.redis.hdel(rl.keys.task(task_id).job, "env")
+        else:
+            task_id = journal(rl, env, task_id=task_id)
+        cases[task_id] = (reason, fragment)
+        stream.push()
+
+    case(b"\x00\xffnot json", "invalid_payload", "not valid JSON")
+    case(good[:-20], "invalid_payload", "not valid JSON")  # truncated
+    tid = f"hostile-{uuid.uuid4()}"
+    flipped = seal(body(tid, a=[1, 2]))
+    case(flipped.replace(b'"a":[1,2]', b'"a":[7,2]'), "invalid_payload", "digest mismatch", tid)
+    case(seal(body(tid := f"hostile-{uuid.uuid4()}", a="12")), "invalid_payload", "'a'", tid)
+    case(seal(body(tid := f"hostile-{uuid.uuid4()}", ts="now")), "invalid_payload", "'ts'", tid)
+    case(seal(body(tid := f"hostile-{uuid.uuid4()}", v=99)), "invalid_payload", "version", tid)
+    case(
+        seal(body(tid := f"hostile-{uuid.uuid4()}", k=None, a=None)), "invalid_payload", "'a'", tid
+    )
+    case(json.dumps({"v": 2}).encode(), "invalid_payload", "integrity")
+    case(None, "invalid_payload", "no envelope")  # the env field deleted
+    # an envelope naming another task than the one it is journaled and delivered as
+    case(
+        seal(body(tid := f"hostile-{uuid.uuid4()}", "basic.count")),
+        "invalid_payload",
+        "for basic.count",
+        tid,
+    )
+    # huge: 4 MB in one mistyped field, and JSON nested 100,000 deep
+    huge = seal(body(tid := f"hostile-{uuid.uuid4()}", k="x" * 4_000_000))
+    case(huge, "invalid_payload", "characters)", tid)
+    case(b"[" * 100_000 + b"]" * 100_000, "invalid_payload", "not valid JSON")
+
+    for task_id, (reason, fragment) in cases.items():
+        failure = dead(rl, task_id)
+        assert failure.reason == reason, (task_id, failure.error)
+        assert fragment in failure.error, (task_id, failure.error)
+        assert len(failure.error) < 1000
+    stream.check(worker)
+    # An unknown task, journaled by hand with a valid envelope.
+    unknown = journal(
+        rl, seal(body(tid := f"hostile-{uuid.uuid4()}", "no.such.task")), "no.such.task", tid
+    )
+    assert dead(rl, unknown, "no.such.task").reason == "unknown_task"
+    # A valid envelope signed with some key: a worker without a key ignores signatures.
+    tid = f"hostile-{uuid.uuid4()}"
+    assert (
+        TaskHandle(
+            rl, journal(rl, seal(body(tid, a=[20, 22]), WRONG_KEY), task_id=tid), "basic.add"
+        ).result(timeout=WAIT)
+        == 42
+    )
+    # A format-1 envelope, as Relier 0.1 wrote it, still runs.
+    tid = f"hostile-{uuid.uuid4()}"
+    v1 = json.dumps({**body(tid, a=[40, 2]), "v": 1}, separators=(",", ":")).encode()
+    assert TaskHandle(rl, journal(rl, v1, task_id=tid), "basic.add").result(timeout=WAIT) == 42
+    assert worker.is_alive()
+
+
+# --- signatures ------------------------------------------------------------------------
+
+
+def test_a_keyed_worker_refuses_forged_and_unsigned_envelopes(
+    rl_worker: WorkerFactory, signed_rl: Relier, relier_env: dict[str, str], redis_url: str
+) -> None:
+    rl = signed_rl
+    env = {**relier_env, "RELIER_SIGNING_KEY": KEY, "RELIER_SIGNING_OLD_KEYS": OLD_KEY}
+    worker = rl_worker(APP, env=env)
+    stream = Stream()
+    stream.push()  # signed by this process, which has the key
+    refused: dict[str, str] = {}
+
+    # Tampered: a genuine signed envelope with other arguments and a recomputed digest.
+    genuine = basic.add.with_options(countdown=3600).push(1, 2)
+    stored = json.loads(rl.redis.hget(rl.keys.task(genuine.id).job, "env"))
+    tid = f"hostile-{uuid.uuid4()}"
+    tampered = seal(body(tid, a=[100, 200]))[:-1] + f',"s":"{stored["s"]}"}}'.encode()
+    refused[journal(rl, tampered, task_id=tid)] = "matches none"
+    stream.push()
+    tid = f"hostile-{uuid.uuid4()}"
+    refused[journal(rl, seal(body(tid), WRONG_KEY), task_id=tid)] = "matches none"
+    stream.push()
+    tid = f"hostile-{uuid.uuid4()}"
+    refused[journal(rl, seal(body(tid)), task_id=tid)] = "unsigned"
+    stream.push()
+    tid = f"hostile-{uuid.uuid4()}"
+    v1 = json.dumps({**body(tid), "v": 1}, separators=(",", ":")).encode()
+    refused[journal(rl, v1, task_id=tid)] = "format 1"
+    stream.push()
+    # Signed with the retired key the worker still accepts: runs.
+    tid = f"hostile-{uuid.uuid4()}"
+    rotated = TaskHandle(
+        rl, journal(rl, seal(body(tid, a=[2, 3]), OLD_KEY), task_id=tid), "basic.add"
+    )
+    stream.push()
+
+    for task_id, fragment in refused.items():
+        failure = dead(rl, task_id)
+        assert failure.reason == "bad_signature", (task_id, failure.error)
+        assert fragment in failure.error
+    assert rotated.result(timeout=WAIT) == 5
+    assert not rl.redis.keys("rl-test:count:*")
+
+    # A plain Celery app sends straight to the broker: refused (no journal entry), and a
+    # replay of a refused task's id does not bring it back to life.
+    producer = Celery("plain", broker=redis_url)
+    producer.signature("basic.count", args=("plain",)).apply_async(task_id=f"plain-{uuid.uuid4()}")
+    producer.send_task("basic.add", args=(5, 5), task_id=next(iter(refused)))
+    producer.close()
+    worker.wait_for_log("Relier did not write", timeout=WAIT)
+    worker.wait_for_log("(state DEAD)", timeout=WAIT)
+    stream.push()
+    stream.check(worker)
+    assert rl.redis.get("rl-test:count:plain") is None
+    for task_id in refused:
+        assert rl.redis.hget(rl.keys.task(task_id).job, "reason") == b"bad_signature"
