@@ -3,9 +3,10 @@
 -- is recorded in the history.
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
--- KEYS[4] = rl:owned:<worker running the attempt>
+-- KEYS[4] = rl:owned:<worker running the attempt>     KEYS[5] = rl:stats:<bucket of now>
 -- ARGV[1] = fence           ARGV[2] = result JSON     ARGV[3] = now (ms)
 -- ARGV[4] = result_ttl (s)  ARGV[5] = history_max     ARGV[6] = task id
+-- ARGV[7] = stats bucket TTL (s)
 -- returns 1 committed, 0 refused (stale fence or not RUNNING)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local now = tonumber(ARGV[3])
@@ -32,4 +33,7 @@ local ttl = tonumber(ARGV[4])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
+if redis.call('HINCRBY', KEYS[5], 'succeeded', 1) == 1 then
+  redis.call('EXPIRE', KEYS[5], ARGV[7])
+end
 return 1

@@ -5,10 +5,11 @@
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
 -- KEYS[4] = rl:schedule     KEYS[5] = rl:dlq
--- KEYS[6] = rl:owned:<worker that refuses it>
+-- KEYS[6] = rl:owned:<worker that refuses it>       KEYS[7] = rl:stats:<bucket of now>
 -- ARGV[1] = task id         ARGV[2] = now (ms)        ARGV[3] = reason
 -- ARGV[4] = error text      ARGV[5] = history_max     ARGV[6] = fence or ""
 --           (a claimed attempt passes its fence: RUNNING is accepted then)
+-- ARGV[7] = stats bucket TTL (s)
 -- returns 1 dead-lettered, 0 refused (with the state as second element)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local state = job[1]
@@ -30,4 +31,7 @@ redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'dead', reason = ARGV[3]
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
 redis.call('DEL', KEYS[3])
 redis.call('RPUSH', KEYS[3], 'DEAD')
+if redis.call('HINCRBY', KEYS[7], 'dead', 1) == 1 then
+  redis.call('EXPIRE', KEYS[7], ARGV[7])
+end
 return {1, 'DEAD'}

@@ -12,12 +12,13 @@
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
 -- KEYS[4] = rl:schedule     KEYS[5] = rl:dlq
--- KEYS[6] = rl:owned:<worker running the attempt>
+-- KEYS[6] = rl:owned:<worker running the attempt>     KEYS[7] = rl:stats:<bucket of now>
 -- ARGV[1] = task id         ARGV[2] = fence           ARGV[3] = now (ms)
 -- ARGV[4] = first delay (ms)                          ARGV[5] = longest delay (ms)
 -- ARGV[6] = longest deferral (ms), from the first one
 -- ARGV[7] = the call's schema_version                 ARGV[8] = the worker's
 -- ARGV[9] = error text of the DLQ entry               ARGV[10] = history_max
+-- ARGV[11] = stats bucket TTL (s)
 -- returns {1, due} deferred, {2, 0} dead-lettered, {0, 0} refused (stale fence)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence', 'due', 'deferred_since',
   'deferred_fence')
@@ -52,6 +53,8 @@ local deadline = since + tonumber(ARGV[6])
 if now >= deadline then
   redis.call('HSET', KEYS[1], 'state', 'DEAD', 'reason', 'schema_too_new', 'error', ARGV[9],
     'finished', ARGV[3], 'updated', ARGV[3])
+  -- A task released from the DLQ starts a new run of deferrals.
+  redis.call('HDEL', KEYS[1], 'deferred_since', 'deferred_fence', 'defers')
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZADD', KEYS[5], now, ARGV[1])
   redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'dead', reason = 'schema_too_new',
@@ -59,6 +62,9 @@ if now >= deadline then
   redis.call('LTRIM', KEYS[2], hmax, -1)
   redis.call('DEL', KEYS[3])
   redis.call('RPUSH', KEYS[3], 'DEAD')
+  if redis.call('HINCRBY', KEYS[7], 'dead', 1) == 1 then
+    redis.call('EXPIRE', KEYS[7], ARGV[11])
+  end
   return {2, 0}
 end
 local defers = redis.call('HINCRBY', KEYS[1], 'defers', 1)

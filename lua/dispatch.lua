@@ -12,6 +12,7 @@
 -- KEYS[3] = queue list (kombu)            KEYS[4] = rl:schedule
 -- KEYS[5] = rl:dlq          KEYS[6] = rl:{id}:done
 -- KEYS[7] = rl:rate:<task>[:<rate key>]  (admission; any key when unused)
+-- KEYS[8] = rl:stats:<bucket of now>      KEYS[9] = rl:queues
 -- ARGV[1] = task id         ARGV[2] = task name      ARGV[3] = queue name
 -- ARGV[4] = envelope JSON   ARGV[5] = Celery message template (ends before
 --           the delivery tag's value)    ARGV[6] = delivery tag
@@ -20,6 +21,7 @@
 -- ARGV[11] = rate: emission interval (ms per call), 0 = no rate limit
 -- ARGV[12] = rate: burst (calls allowed at once)
 -- ARGV[13] = max queue depth, 0 = none   ARGV[14] = retry-after when full (ms)
+-- ARGV[15] = stats bucket TTL (s)
 -- returns {1, "PENDING"} when created (or revived), {0, state} when the id
 --         exists already, {0, "CONFLICT"} for other arguments under one key,
 --         {0, "REJECTED", retry_after_ms, "rate" | "depth"} when not admitted
@@ -53,9 +55,7 @@ if interval > 0 then
   local t = redis.call('TIME')
   local clock = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
   local tat = tonumber(redis.call('GET', KEYS[7]) or 0)
-  if tat < clock then
-    tat = clock
-  end
+  tat = math.max(tat, clock)
   local tolerance = (tonumber(ARGV[12]) - 1) * interval
   if tat - clock > tolerance then
     return {0, 'REJECTED', math.ceil(tat - tolerance - clock), 'rate'}
@@ -73,17 +73,13 @@ if existing[1] then
   redis.call('HSET', KEYS[1], 'attempt', 0, 'failures', 0, 'res', 0, 'res_w', 0)
   redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('DEL', KEYS[6])
-  event.e = 'revived'
-  event.was = old[1]
-  event.attempts = tonumber(old[2])
+  event.e, event.was, event.attempts = 'revived', old[1], tonumber(old[2])
 else
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'attempt', 0, 'fence', 0, 'res', 0, 'created', now)
 end
 redis.call('HSET', KEYS[1], 'task', ARGV[2], 'queue', ARGV[3], 'state', 'PENDING',
   'env', ARGV[4], 'msg', ARGV[5], 'updated', now)
-if fingerprint ~= '' then
-  redis.call('HSET', KEYS[1], 'argh', fingerprint)
-end
+if fingerprint ~= '' then redis.call('HSET', KEYS[1], 'argh', fingerprint) end
 local due = tonumber(ARGV[8])
 if due > 0 then
   redis.call('ZADD', KEYS[4], due, ARGV[1])
@@ -93,4 +89,9 @@ else
 end
 redis.call('RPUSH', KEYS[2], cjson.encode(event))
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[9]), -1)
+-- Counters for `rl status` (O(1)): the bucket's TTL is set with its first count.
+redis.call('SADD', KEYS[9], ARGV[3])
+if redis.call('HINCRBY', KEYS[8], 'dispatched', 1) == 1 then
+  redis.call('EXPIRE', KEYS[8], ARGV[15])
+end
 return {1, 'PENDING'}

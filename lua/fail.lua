@@ -4,14 +4,20 @@
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:{id}:done
 -- KEYS[4] = rl:schedule     KEYS[5] = rl:dlq
--- KEYS[6] = rl:owned:<worker running the attempt>
+-- KEYS[6] = rl:owned:<worker running the attempt>     KEYS[7] = rl:stats:<bucket of now>
 -- ARGV[1] = task id         ARGV[2] = fence           ARGV[3] = now (ms)
 -- ARGV[4] = retry due (ms), 0 = dead letter           ARGV[5] = reason
 -- ARGV[6] = error text      ARGV[7] = traceback       ARGV[8] = history_max
+-- ARGV[9] = stats bucket TTL (s)
 -- returns 1 retry scheduled, 2 dead-lettered, 0 refused (stale fence)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local now = tonumber(ARGV[3])
 local hmax = -tonumber(ARGV[8])
+local function count(event)
+  if redis.call('HINCRBY', KEYS[7], event, 1) == 1 then
+    redis.call('EXPIRE', KEYS[7], ARGV[9])
+  end
+end
 -- This very call, retried after its reply was lost: report what it did.
 if job[2] == ARGV[2] and job[1] == 'RETRYING' then
   return 1
@@ -38,6 +44,7 @@ if due > 0 then
   redis.call('RPUSH', KEYS[2], cjson.encode(
     {t = now, e = 'retry', due = due, error = ARGV[6], fence = tonumber(ARGV[2])}))
   redis.call('LTRIM', KEYS[2], hmax, -1)
+  count('retried')
   return 1
 end
 redis.call('HSET', KEYS[1], 'state', 'DEAD', 'reason', ARGV[5], 'finished', ARGV[3])
@@ -47,4 +54,5 @@ redis.call('RPUSH', KEYS[2], cjson.encode(
 redis.call('LTRIM', KEYS[2], hmax, -1)
 redis.call('DEL', KEYS[3])
 redis.call('RPUSH', KEYS[3], 'DEAD')
+count('dead')
 return 2

@@ -13,12 +13,14 @@
 --
 -- KEYS[1] = rl:{id}:job     KEYS[2] = rl:{id}:hist    KEYS[3] = rl:owned:<worker>
 -- KEYS[4] = queue list (kombu)   KEYS[5] = rl:dlq      KEYS[6] = rl:{id}:done
+-- KEYS[7] = rl:stats:<bucket of now>
 -- ARGV[1] = task id         ARGV[2] = worker id       ARGV[3] = now (ms)
 -- ARGV[4] = delivery tag    ARGV[5] = kind: child | worker_sole | worker | handoff
 --           | handoff_reserved (handoff that leaves RUNNING tasks alone)
 -- ARGV[6] = max_resurrections    ARGV[7] = limit for whole-worker deaths
 -- ARGV[8] = history_max     ARGV[9] = pid of the dead pool process, or "": only a
 --           task still running in that very process moves (kind child)
+-- ARGV[10] = stats bucket TTL (s)
 -- returns {"requeued", state before} | {"dead", count} | {"skipped", state}
 local job = redis.call('HMGET', KEYS[1], 'state', 'owner', 'msg', 'res', 'res_w', 'pid')
 local state, owner = job[1], job[2]
@@ -36,6 +38,11 @@ if not state or owner ~= ARGV[2] or not movable or other_pid then
 end
 local now = tonumber(ARGV[3])
 local hmax = -tonumber(ARGV[8])
+local function count(e)
+  if redis.call('HINCRBY', KEYS[7], e, 1) == 1 then
+    redis.call('EXPIRE', KEYS[7], ARGV[10])
+  end
+end
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[1], 'owner', 'pid')
 local precise = kind == 'child' or kind == 'worker_sole'
@@ -56,6 +63,7 @@ if counted then
     redis.call('LTRIM', KEYS[2], hmax, -1)
     redis.call('DEL', KEYS[6])
     redis.call('RPUSH', KEYS[6], 'DEAD')
+    count('dead')
     return {'dead', n}
   end
 end
@@ -65,4 +73,5 @@ redis.call('HSET', KEYS[1], 'state', 'PENDING', 'updated', ARGV[3])
 redis.call('RPUSH', KEYS[4], job[3] .. ARGV[4] .. '"}}')
 redis.call('RPUSH', KEYS[2], cjson.encode(event))
 redis.call('LTRIM', KEYS[2], hmax, -1)
+count(event.e)
 return {'requeued', state}

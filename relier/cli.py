@@ -1,8 +1,11 @@
 """``rl``: Relier's command line (also ``python -m relier``).
 
 A thin shell: each command parses its options, calls one library function
-and prints a table or ``--json``. Exit codes: 0 success, 1 a check failed,
-2 bad input, bad settings or Redis unreachable.
+and prints a table or ``--json``. The operator commands live in
+:mod:`relier._cli_inspect` (status, inflight, task, workers) and
+:mod:`relier._cli_dlq` (dlq). Exit codes, the same for every command: 0
+success; 1 a check failed, an id was not found or an action was refused; 2
+bad usage, bad settings or another Relier error; 3 Redis unreachable.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConfigurationError, RelierError
+from . import _cli_dlq, _cli_inspect
+from ._cli_format import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
+from .errors import ConfigurationError, RedisUnavailableError, RelierError, TaskNotFoundError
 
-__all__ = ["main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_UNAVAILABLE", "build_parser", "main"]
 
 
 def _err(message: str) -> None:
@@ -176,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tasks", type=int, default=200, help="how many tasks to push")
     p.set_defaults(func=cmd_demo)
+    _cli_inspect.add_commands(sub)
+    _cli_dlq.add_commands(sub)
     return parser
 
 
@@ -187,12 +192,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args, rest))
+    except RedisUnavailableError as exc:
+        _err(f"{type(exc).__name__}: {exc}")
+        return EXIT_UNAVAILABLE
+    except TaskNotFoundError as exc:
+        _err(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     except RelierError as exc:
         _err(f"{type(exc).__name__}: {exc}")
         return EXIT_ERROR
     except ModuleNotFoundError as exc:
         _err(f"cannot import {exc.name!r}: {exc}")
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`rl dlq list | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ class RelierSettings(BaseSettings):
         gt=0,
         description="Seconds a call made for a newer schema_version than a worker's code knows "
         "keeps being deferred (put back for the newer workers of a rolling deploy) before it "
-        "goes to the DLQ as schema_too_new, counted from its first deferral.",
+        "goes to the DLQ as schema_too_new, counted from its first deferral (anew after an "
+        "attempt that ran).",
     )
     shutdown_grace: float = Field(
         25.0,
@@ -121,6 +122,13 @@ class RelierSettings(BaseSettings):
         None,
         description="Comma-separated further keys a signature may be made with (verify "
         "only, never used to sign), for key rotation. Needs signing_key.",
+    )
+    prometheus_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve the worker's metrics for Prometheus on this port (all interfaces, "
+        "/metrics), from the worker's main process. Needs the otel extra.",
     )
 
     @field_validator("redis_url", "broker_url")

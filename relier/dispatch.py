@@ -22,6 +22,7 @@ from .envelope import Envelope, encode
 from .errors import AdmissionRejectedError, ConfigurationError, IdempotencyConflictError
 from .handle import TaskHandle
 from .message import message_template, new_delivery_tag
+from .telemetry import Dispatch, trace_context
 
 if TYPE_CHECKING:
     from .app import Relier
@@ -121,6 +122,7 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
         ts=now,
         schema_version=task.schema_version,
         idempotency_key=idem[0] if idem else None,
+        trace=trace_context(),
     )
     keys = relier.settings.signing_keys
     data = encode(
@@ -211,18 +213,22 @@ def _as_calls(calls: Iterable[Call | Sequence[Any]], options: CallOptions) -> li
 
 def push(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
     """Journal and publish one call; returns its handle."""
-    prepared = _prepare(relier, task, call)
-    with translate_errors(relier.settings.redis_url):
-        reply = relier.scripts.dispatch_raw(*prepared)
-    return _handle(relier, task, prepared, reply)
+    with Dispatch(task.name, "push") as telemetry:
+        prepared = _prepare(relier, task, call)
+        with translate_errors(relier.settings.redis_url):
+            reply = relier.scripts.dispatch_raw(*prepared)
+        telemetry.done([prepared], [reply])
+        return _handle(relier, task, prepared, reply)
 
 
 async def apush(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
     """Async :func:`push` on the running loop's Redis client."""
-    prepared = _prepare(relier, task, call)
-    async with translate_errors_async(relier.settings.redis_url):
-        reply = await (await relier.ascripts()).dispatch_raw(*prepared)
-    return _handle(relier, task, prepared, reply)
+    with Dispatch(task.name, "push") as telemetry:
+        prepared = _prepare(relier, task, call)
+        async with translate_errors_async(relier.settings.redis_url):
+            reply = await (await relier.ascripts()).dispatch_raw(*prepared)
+        telemetry.done([prepared], [reply])
+        return _handle(relier, task, prepared, reply)
 
 
 def push_many(
@@ -236,16 +242,18 @@ def push_many(
     Every call is validated before anything is sent, so a bad argument in
     the last call enqueues none of them.
     """
-    prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
-    replies: list[Any] = []
-    scripts = relier.scripts
-    with translate_errors(relier.settings.redis_url):
-        for start in range(0, len(prepared), _CHUNK):
-            with relier.redis.pipeline(transaction=False) as pipe:
-                for item in prepared[start : start + _CHUNK]:
-                    scripts.dispatch_in(pipe, *item)
-                replies += pipe.execute()
-    return _collect(relier, task, prepared, replies)
+    with Dispatch(task.name, "push_many") as telemetry:
+        prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
+        replies: list[Any] = []
+        scripts = relier.scripts
+        with translate_errors(relier.settings.redis_url):
+            for start in range(0, len(prepared), _CHUNK):
+                with relier.redis.pipeline(transaction=False) as pipe:
+                    for item in prepared[start : start + _CHUNK]:
+                        scripts.dispatch_in(pipe, *item)
+                    replies += pipe.execute()
+        telemetry.done(prepared, replies)
+        return _collect(relier, task, prepared, replies)
 
 
 async def apush_many(
@@ -255,13 +263,15 @@ async def apush_many(
     options: CallOptions | None = None,
 ) -> list[TaskHandle]:
     """Async :func:`push_many`."""
-    prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
-    replies: list[Any] = []
-    scripts = await relier.ascripts()
-    async with translate_errors_async(relier.settings.redis_url):
-        for start in range(0, len(prepared), _CHUNK):
-            async with scripts.client.pipeline(transaction=False) as pipe:
-                for item in prepared[start : start + _CHUNK]:
-                    await scripts.dispatch_in(pipe, *item)
-                replies += await pipe.execute()
-    return _collect(relier, task, prepared, replies)
+    with Dispatch(task.name, "push_many") as telemetry:
+        prepared = [_prepare(relier, task, c) for c in _as_calls(calls, options or CallOptions())]
+        replies: list[Any] = []
+        scripts = await relier.ascripts()
+        async with translate_errors_async(relier.settings.redis_url):
+            for start in range(0, len(prepared), _CHUNK):
+                async with scripts.client.pipeline(transaction=False) as pipe:
+                    for item in prepared[start : start + _CHUNK]:
+                        await scripts.dispatch_in(pipe, *item)
+                    replies += await pipe.execute()
+        telemetry.done(prepared, replies)
+        return _collect(relier, task, prepared, replies)

@@ -55,7 +55,16 @@ from .errors import (
     PayloadTooLargeError,
 )
 
-__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "Envelope", "decode", "dumps", "encode"]
+__all__ = [
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "Envelope",
+    "decode",
+    "digest",
+    "dumps",
+    "encode",
+    "mac",
+]
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)

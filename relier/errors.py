@@ -177,11 +177,12 @@ class StaleFenceError(RelierError):
 
 
 class HardTimeoutError(RelierError, TimeoutError):
-    """Recorded as the failure of an attempt stopped by its ``hard_timeout``.
+    """Raised (recorded, not thrown into user code) when an attempt outlives its
+    ``hard_timeout``.
 
-    It is not raised in user code: the attempt is cancelled (async) or its
-    process replaced (sync), and this error is what the retry policy sees
-    and what the history and the DLQ entry (reason ``hard_timeout``) show.
+    The attempt is cancelled (async) or its process replaced (sync); this
+    error is what the retry policy sees and what the history and the DLQ
+    entry (reason ``hard_timeout``) show.
     """
 
     def __init__(self, task_name: str, seconds: float) -> None:

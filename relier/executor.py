@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
-from . import migrations
+from . import migrations, telemetry
 from ._loop import RunningCoroutine, run_coroutine
 from .clock import now_ms
 from .context import TaskContext
@@ -144,8 +144,8 @@ def execute(
             # A plain Celery .delay()/send_task() of a Relier task name, or
             # a forged message: there is no journaled payload to run.
             log.error(
-                "relier: refused a message for %s[%s] that Relier did not write (arguments %r, "
-                "%r; no journal entry): push Relier tasks with task.push()/apush()",
+                "relier: refused a message for %s[%s] that Relier did not write (arguments %.200r, "
+                "%.200r; no journal entry): push Relier tasks with task.push()/apush()",
                 task.name,
                 task_id,
                 args,
@@ -164,11 +164,13 @@ def execute(
             task.name,
             task_id,
         )
+    attempt = telemetry.attempt_started(task.name, task_id, owner, claim, request)
     try:
         _run_attempt(relier, task, task_id, owner, claim)
     finally:
         if task.max_concurrency:
             _release(relier, task, task_id, claim.fence)
+        telemetry.attempt_ended(attempt)
 
 
 def _release(relier: Relier, task: RlTask[Any, Any], task_id: str, fence: int) -> None:
@@ -203,6 +205,7 @@ def _run_attempt(
             lambda: scripts.dead_letter(task_id, now_ms(), reason, error, fence, owner),
         )
         log.error("relier: %s[%s] moved to the DLQ (%s): %s", task.name, task_id, reason, error)
+        telemetry.dead_lettered(task_id, fence, reason, error)
 
     try:
         envelope = decode(raw_envelope, keys=relier.settings.signing_keys)
@@ -218,6 +221,7 @@ def _run_attempt(
     except (InvalidEnvelopeError, ValueError) as exc:
         dead(Reason.INVALID_PAYLOAD, str(exc))
         return
+    telemetry.attempt_decoded(task_id, fence, envelope)
     if envelope.schema_version > task.schema_version:
         # Made for newer code than this worker's: hand it back for the newer
         # workers of a rolling deploy (no retry used up; see migrations.py).
@@ -244,6 +248,7 @@ def _run_attempt(
             Reason.MIGRATION_FAILED,
             failed.error,
         )
+        telemetry.dead_lettered(task_id, fence, Reason.MIGRATION_FAILED, failed.error)
         return
     envelope = upgraded
 
@@ -304,6 +309,7 @@ def _run_attempt(
         error = timeout
     if isinstance(error, StaleFenceError):
         log.warning("relier: %s[%s] stopped: %s", task.name, task_id, error)
+        telemetry.stale_fence(task_id, fence, "checkpoint")
         return
     if error is not None:
         _fail(relier, task, task_id, owner, fence, claim.failures + 1, attempt, error)
@@ -320,9 +326,11 @@ def _run_attempt(
             task_id, fence, result, now_ms(), _result_ttl(relier, task, envelope), owner
         ),
     )
+    telemetry.committed(task_id, fence, bool(committed))
     if not committed:
         log.warning(
-            "relier: commit of %s[%s] with fence %d refused: a newer attempt owns the task",
+            "relier: commit of %s[%s] with fence %d refused: the attempt no longer holds the task "
+            "(superseded by a newer attempt, or ended by its hard timeout)",
             task.name,
             task_id,
             fence,
@@ -364,6 +372,7 @@ def _watchdog(
             noted = True
         if not noted:
             return  # the attempt is over or superseded: no hook on its behalf
+        telemetry.soft_timeout(task_id, claim.fence, seconds)
         hook = task.on_soft_timeout
         if hook is None:
             log.warning(
@@ -456,9 +465,11 @@ def _fail(
         "fail",
         lambda: relier.scripts.fail(task_id, fence, now_ms(), due, reason, error, tb, owner),
     )
+    telemetry.attempt_failed(task_id, fence, exc, outcome, reason, due)
     if outcome == 0:
         log.warning(
-            "relier: failure of %s[%s] with fence %d refused: a newer attempt owns the task",
+            "relier: failure of %s[%s] with fence %d refused: the attempt no longer holds the task "
+            "(superseded by a newer attempt, or ended by its hard timeout)",
             task.name,
             task_id,
             fence,

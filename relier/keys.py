@@ -51,6 +51,16 @@ key                         type    written by      lifetime
 ``rl:orphans:cursor``       string  resurrector     delivery time up to which
                                                     kombu's unacked entries
                                                     were checked for orphans
+``rl:queues``               set     dispatch        names of the queues tasks
+                                                    were pushed to (``rl
+                                                    status`` shows their
+                                                    depth); no expiry
+``rl:stats:<start s>``      hash    dispatch,       event counts of one 10 s
+                                    complete, fail, bucket (field = event);
+                                    dead_letter,    EX STATS_TTL_S from the
+                                    resurrect,      bucket's first count of
+                                    defer,          each event
+                                    dlq_release
 ==========================  ======  ==============  ==========================
 
 ``<wid>`` is a worker *incarnation* id (node name, pid, random suffix), so a
@@ -65,7 +75,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "TaskKeys"]
+__all__ = ["STATS_BUCKET_MS", "STATS_TTL_S", "Keys", "TaskKeys"]
+
+STATS_BUCKET_MS = 10_000
+"""Width of one ``rl:stats:<start s>`` bucket of event counts."""
+STATS_TTL_S = 120
+"""Lifetime of a stats bucket: longer than the one-minute window it serves,
+plus the clock skew between hosts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +161,16 @@ class Keys:
     @property
     def orphans_cursor(self) -> str:
         return f"{self.prefix}:orphans:cursor"
+
+    @property
+    def queues(self) -> str:
+        """Set of the queue names tasks were pushed to."""
+        return f"{self.prefix}:queues"
+
+    def stats(self, now_ms: int) -> str:
+        """The event-count bucket holding time ``now_ms``, named by its start in seconds."""
+        start_s = now_ms // STATS_BUCKET_MS * (STATS_BUCKET_MS // 1000)
+        return f"{self.prefix}:stats:{start_s}"
 
     def queue(self, name: str) -> str:
         """kombu's list for ``name`` at priority 0 (what Celery workers BRPOP)."""

@@ -44,6 +44,7 @@ class Lease:
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "started": self.started,
+                "ttl": relier.settings.lease_ttl_ms,
             }
         )
 
@@ -80,7 +81,12 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """One listed worker incarnation."""
+    """One listed worker incarnation.
+
+    ``lease_ttl_ms`` is what is left of its lease (0 once expired);
+    ``lease_period_ms`` the TTL it renews the lease to, so the time since its
+    last renewal is their difference.
+    """
 
     worker_id: str
     alive: bool
@@ -90,6 +96,7 @@ class WorkerInfo:
     started_ms: int
     lease_ttl_ms: int
     owned: int
+    lease_period_ms: int
 
 
 def list_workers(relier: Relier) -> list[WorkerInfo]:
@@ -117,6 +124,7 @@ def list_workers(relier: Relier) -> list[WorkerInfo]:
                 started_ms=int(info.get("started", 0)),
                 lease_ttl_ms=max(int(ttl), 0),
                 owned=int(owned),
+                lease_period_ms=int(info.get("ttl", relier.settings.lease_ttl_ms)),
             )
         )
     return out

@@ -13,7 +13,8 @@ Every envelope records the ``schema_version`` of the code that pushed it
   deferred (``defer.lua``): put back to PENDING and re-scheduled with
   backoff, for the workers of a rolling deploy that run the newer code,
   without using up a retry. ``RELIER_SCHEMA_DEFER_MAX`` seconds after its
-  first deferral it goes to the DLQ with reason ``schema_too_new`` instead.
+  first deferral (anew after an attempt that ran) it goes to the DLQ with
+  reason ``schema_too_new`` instead.
 
 A *call* is the dict ``{"args": [...], "kwargs": {...}}`` of the JSON values
 as pushed. Migrations run in the worker on every attempt and are never
@@ -21,8 +22,8 @@ written back (the journaled envelope stays as pushed), so they must be pure
 functions of the call.
 
 Redis keys: none of its own. ``defer.lua`` writes the task's job hash
-(``deferred_since``, ``defers``, ``due``, ``state``), its history,
-``rl:schedule`` and ``rl:dlq``.
+(``deferred_since``, ``deferred_fence``, ``defers``, ``due``, ``state``),
+its history, ``rl:schedule`` and ``rl:dlq``.
 """
 
 from __future__ import annotations

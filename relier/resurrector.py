@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import telemetry
 from .clock import now_ms
 from .message import new_delivery_tag
 from .orphans import reconcile_after_restart, republish_orphans
@@ -71,6 +72,7 @@ def take_back(
     Returns:
         (requeued, dead-lettered as poison pills)
     """
+    began = telemetry.clock()
     client = relier.redis
     keys = relier.keys
     s = relier.settings
@@ -97,6 +99,7 @@ def take_back(
                 s.max_resurrections, s.max_worker_deaths, client=pipe, pid=pid,
             )  # fmt: skip
         replies = pipe.execute()
+    telemetry.taken_back(relier, worker_id, kind, ids, rows, replies, began)
     requeued = sum(1 for r in replies if r[0] == b"requeued")
     dead = sum(1 for r in replies if r[0] == b"dead")
     return requeued, dead

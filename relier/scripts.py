@@ -18,15 +18,17 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .keys import Keys
+from .keys import STATS_TTL_S, Keys
 
 __all__ = [
     "SCRIPT_NAMES",
     "AsyncScripts",
     "Claim",
+    "Outcome",
     "Scripts",
     "load_all",
     "lua_dir",
+    "outcome",
     "source",
 ]
 
@@ -37,6 +39,8 @@ SCRIPT_NAMES = (
     "dead_letter",
     "defer",
     "dispatch",
+    "dlq_purge",
+    "dlq_release",
     "fail",
     "leader",
     "lock_acquire",
@@ -86,8 +90,22 @@ class Claim:
     failures: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a DLQ script did to one task: ``done``, and the state (or the
+    new fence, for a release) that explains it."""
+
+    done: bool
+    detail: str
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def outcome(raw: list[Any]) -> Outcome:
+    """The :class:`Outcome` of a ``dlq_release`` or ``dlq_purge`` reply."""
+    return Outcome(done=bool(int(raw[0])), detail=_text(raw[1]))
 
 
 def _claim_result(raw: list[Any]) -> Claim:
@@ -131,9 +149,9 @@ class _Args:
         tk = self.keys.task(task_id)
         return (
             [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule, self.keys.dlq, tk.done,
-             self.keys.rate(rate_bucket or task_name)],
+             self.keys.rate(rate_bucket or task_name), self.keys.stats(now), self.keys.queues],
             [task_id, task_name, queue, envelope, message_template, delivery_tag, now, due,
-             self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms],
+             self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms, STATS_TTL_S],
         )  # fmt: skip
 
     def claim(
@@ -171,8 +189,8 @@ class _Args:
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, tk.done, self.keys.owned(owner)],
-            [fence, result, now, ttl, self.hmax, task_id],
+            [tk.job, tk.hist, tk.done, self.keys.owned(owner), self.keys.stats(now)],
+            [fence, result, now, ttl, self.hmax, task_id, STATS_TTL_S],
         )
 
     def fail(
@@ -188,18 +206,20 @@ class _Args:
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner)],
-            [task_id, fence, now, retry_due, reason, error, traceback, self.hmax],
-        )
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner),
+             self.keys.stats(now)],
+            [task_id, fence, now, retry_due, reason, error, traceback, self.hmax, STATS_TTL_S],
+        )  # fmt: skip
 
     def dead_letter(
         self, task_id: str, now: int, reason: str, error: str, fence: int | None, owner: str
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner)],
-            [task_id, now, reason, error, self.hmax, "" if fence is None else fence],
-        )
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner),
+             self.keys.stats(now)],
+            [task_id, now, reason, error, self.hmax, "" if fence is None else fence, STATS_TTL_S],
+        )  # fmt: skip
 
     def defer(
         self,
@@ -214,9 +234,10 @@ class _Args:
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return (
-            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner)],
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner),
+             self.keys.stats(now)],
             [task_id, fence, now, delays_ms[0], delays_ms[1], max_defer_ms, versions[0],
-             versions[1], error, self.hmax],
+             versions[1], error, self.hmax, STATS_TTL_S],
         )  # fmt: skip
 
     def resurrect(
@@ -234,13 +255,26 @@ class _Args:
         tk = self.keys.task(task_id)
         return (
             [tk.job, tk.hist, self.keys.owned(owner), self.keys.queue(queue), self.keys.dlq,
-             tk.done],
+             tk.done, self.keys.stats(now)],
             [task_id, owner, now, delivery_tag, kind, max_resurrections, worker_death_limit,
-             self.hmax, "" if pid is None else pid],
+             self.hmax, "" if pid is None else pid, STATS_TTL_S],
         )  # fmt: skip
 
     def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.leader], [candidate, ttl_ms]
+
+    def dlq_release(
+        self, task_id: str, queue: str, now: int, delivery_tag: str
+    ) -> tuple[list[str], list[Any]]:
+        tk, k = self.keys.task(task_id), self.keys
+        return (
+            [tk.job, tk.hist, tk.done, k.dlq, k.queue(queue), k.stats(now)],
+            [task_id, now, delivery_tag, self.hmax, queue, STATS_TTL_S],
+        )
+
+    def dlq_purge(self, task_id: str) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist, tk.done, self.keys.dlq], [task_id]
 
     def lock_acquire(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.lock(key), self.keys.lock_fence(key)], [token, ttl_ms]
@@ -391,10 +425,9 @@ class Scripts:
         ``delays_ms`` (doubling per deferral up to the second), without using
         up a retry; ``max_defer_ms`` after the first of an unbroken run of
         deferrals it is dead-lettered (``schema_too_new``) with ``error``
-        instead.
-        ``versions`` is (the call's schema_version, the worker's). Returns
-        ``(1, due)`` deferred, ``(2, 0)`` dead-lettered, ``(0, 0)`` refused
-        (stale fence).
+        instead. ``versions`` is (the call's schema_version, the worker's).
+        Returns ``(1, due)`` deferred, ``(2, 0)`` dead-lettered, ``(0, 0)``
+        refused (stale fence).
         """
         built = self.args.defer(
             task_id, fence, now, owner, delays_ms, max_defer_ms, versions, error
@@ -453,6 +486,22 @@ class Scripts:
     def leader(self, candidate: str, ttl_ms: int) -> bool:
         """Take or keep the resurrector lock; True when ``candidate`` holds it."""
         return bool(self._call("leader", self.args.leader(candidate, ttl_ms)))
+
+    def dlq_release(
+        self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
+    ) -> Any:
+        """Publish a DEAD task again as a fresh run on ``queue`` (the queue its
+        journal names); an :class:`Outcome` whose detail is the new fence, or
+        the state that refused it (the raw reply when queued on a pipeline)."""
+        built = self.args.dlq_release(task_id, queue, now, delivery_tag)
+        raw = self._call("dlq_release", built, client)
+        return raw if client is not None else outcome(raw)
+
+    def dlq_purge(self, task_id: str, client: Any = None) -> Any:
+        """Delete a DEAD task's journal and DLQ entry; an :class:`Outcome` (the
+        raw reply when queued on a pipeline)."""
+        raw = self._call("dlq_purge", self.args.dlq_purge(task_id), client)
+        return raw if client is not None else outcome(raw)
 
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None

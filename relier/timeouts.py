@@ -28,6 +28,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
+from . import telemetry
 from ._loop import format_frames
 
 __all__ = [
@@ -220,4 +221,5 @@ def replace_process(name: str) -> None:
         handler.flush()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    telemetry.flush_before_exit()
     os._exit(EXIT_CODE)

@@ -40,6 +40,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from . import telemetry
 from .children import ChildWatcher, pool_pids, process_alive
 from .clock import now_ms
 from .dlq import Reason
@@ -146,6 +147,10 @@ class WorkerService:
         self.lease.register()
         self._thread.start()
 
+    def resurrector_leads(self) -> bool:
+        """Whether this worker holds the resurrector lock (it reports the cluster gauges)."""
+        return self.resurrector.is_leader
+
     def begin_drain(self, cold: bool) -> None:
         """Called from Celery's shutdown signal handler: let the thread act now."""
         self._pending_cold = cold
@@ -220,6 +225,7 @@ class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
             require(self.relier.redis, self.relier.settings.redis_url)
         else:
             log.warning("relier: RELIER_PREFLIGHT is off; Redis durability is not checked")
+        telemetry.require_prometheus(self.relier.settings.prometheus_port)
         _worker_id = new_worker_id(worker.hostname)
 
     def start(self, worker: Any) -> None:
@@ -229,6 +235,7 @@ class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self.relier, _worker_id, worker.hostname, pool_pids(worker.pool), worker
         )
         _service.start()
+        telemetry.worker_started(self.relier, _worker_id, _service.resurrector_leads)
 
     def stop(self, worker: Any) -> None:
         # Celery stops bootsteps before it waits for the pool to finish:
@@ -271,6 +278,7 @@ def _on_unknown(sender: Any = None, name: str = "", id: str = "", **_: Any) -> N
         return
     if moved:
         log.error("relier: %s[%s] moved to the DLQ (unknown_task)", name, id)
+        telemetry.unknown_task_dead_lettered(_.get("message"))
 
 
 def _on_before_create_process(**_: Any) -> None:

@@ -1,4 +1,8 @@
-"""``rl`` at the argparse level: rl preflight, exit codes 0/1/2."""
+"""``rl`` at the argparse level: rl preflight, every command's --help, exit codes 0/1/2/3.
+
+The operator commands (status, inflight, task, workers, dlq) run against a real worker in
+tests/integration/test_cli_ops.py; here they run in-process, for their usage errors.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 import pytest
 
 import relier.app
-from relier.cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, build_parser, main
+from relier.cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +39,7 @@ def use(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
 
 
 def test_exit_codes() -> None:
-    assert (EXIT_OK, EXIT_FAILED, EXIT_ERROR) == (0, 1, 2)
+    assert (EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_UNAVAILABLE) == (0, 1, 2, 3)
 
 
 def test_preflight_ok(
@@ -83,11 +87,16 @@ def test_preflight_failure_exits_1_with_the_fix(
     assert len(report["problems"]) == 1
 
 
-def test_unreachable_redis_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "argv",
+    [["preflight"], ["status"], ["inflight"], ["task", "x"], ["workers"], ["dlq", "list"],
+     ["dlq", "show", "x"], ["dlq", "release", "x"], ["dlq", "purge", "x", "--yes"]],
+)  # fmt: skip
+def test_unreachable_redis_exits_3(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     use(monkeypatch, "redis://127.0.0.1:1/0")
-    assert main(["preflight"]) == 2
+    assert main(argv) == 3
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("rl: RedisUnavailableError: Redis at redis://127.0.0.1:1/0")
@@ -105,8 +114,11 @@ def test_bad_settings_exit_2(
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["bogus"], ["preflight", "--bogus"], ["preflight", "extra"], ["worker"]],
-)
+    [[], ["bogus"], ["preflight", "--bogus"], ["preflight", "extra"], ["worker"], ["task"],
+     ["dlq"], ["dlq", "bogus"], ["dlq", "show"], ["dlq", "list", "--reason", "bogus"],
+     ["dlq", "list", "--since", "yesterday"], ["dlq", "purge", "--older-than", "7"],
+     ["inflight", "--interval", "0"], ["status", "--bogus"]],
+)  # fmt: skip
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -114,13 +126,79 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
     assert "usage: rl" in capsys.readouterr().err
 
 
+COMMANDS = [
+    ["worker"], ["preflight"], ["resurrector"], ["demo"], ["status"], ["inflight"], ["task"],
+    ["workers"], ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "release"], ["dlq", "purge"],
+]  # fmt: skip
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("worker", "preflight"):
+    for command in ("worker", "preflight", "status", "inflight", "task", "workers", "dlq"):
         assert command in out
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    assert f"usage: rl {' '.join(argv)}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["preflight"], ["status"], ["inflight"], ["inflight", "--follow"], ["task", "ID"],
+     ["workers"], ["dlq", "list"], ["dlq", "show", "ID"], ["dlq", "release", "ID"],
+     ["dlq", "purge", "ID"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_every_read_command_takes_json(argv: list[str]) -> None:
+    assert build_parser().parse_args([*argv, "--json"]).json is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["dlq", "release"], "give the ids of the tasks to act on, or --all"),
+     (["dlq", "release", "a", "--all"], "give task ids or --all, not both"),
+     (["dlq", "release", "a", "--reason", "max_retries"],
+      "--reason only select entries together with --all"),
+     (["dlq", "purge"], "give the ids of the tasks to act on, or --older-than"),
+     (["dlq", "purge", "a", "--task", "x"],
+      "--task only select entries together with --older-than")],
+)  # fmt: skip
+def test_dlq_selection_errors_exit_2_before_touching_redis(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"rl: {message}\n"
+
+
+def test_purge_without_yes_and_without_a_terminal_exits_2(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, redis_url)
+    relier.app.current().redis.zadd(relier.app.current().keys.dlq, {"ghost": 1})
+    assert main(["dlq", "purge", "ghost"]) == 2
+    assert "pass --yes" in capsys.readouterr().err
+    assert main(["dlq", "purge", "ghost", "--yes"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["purged ghost", "1 purged, 0 refused"]
+
+
+def test_unknown_task_exits_1(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, redis_url)
+    for argv in (["task", "nope"], ["dlq", "show", "nope"]):
+        assert main(argv) == 1
+        assert capsys.readouterr().err.startswith("rl: TaskNotFoundError: ")
+    assert main(["dlq", "release", "nope", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"released": {}, "refused": {"nope": "MISSING"}}
+    assert main(["dlq", "purge", "nope", "--yes", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"purged": [], "refused": {"nope": "MISSING"}}
 
 
 def test_worker_with_an_unknown_module_exits_2(

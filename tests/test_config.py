@@ -202,3 +202,79 @@ def test_backoff_max_below_backoff_is_rejected() -> None:
         load_settings(retry_backoff=10, retry_backoff_max=5)
     assert "RELIER_RETRY_BACKOFF_MAX" in str(info.value)
     assert "RELIER_RETRY_BACKOFF " in str(info.value)
+
+
+# --- envelope signing keys -------------------------------------------------------------
+
+KEY = "a-signing-key-of-32-characters.."
+OLD = "an-older-key-still-accepted-here"
+
+
+def test_signing_is_off_by_default() -> None:
+    s = load_settings()
+    assert s.signing_key is None and s.signing_old_keys is None
+    assert s.signing_keys == ()
+
+
+def test_signing_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELIER_SIGNING_KEY", f"{KEY}\n")  # as read from a secret file
+    monkeypatch.setenv("RELIER_SIGNING_OLD_KEYS", f" {OLD} ,, {'z' * 16},")
+    s = load_settings()
+    assert s.signing_keys == (KEY.encode(), OLD.encode(), b"z" * 16)
+
+
+def test_signing_keys_are_never_shown() -> None:
+    s = load_settings(signing_key=KEY, signing_old_keys=OLD)
+    for text in (repr(s), str(s), str(s.model_dump())):
+        assert KEY not in text and OLD not in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable", "rule"),
+    [
+        ({"signing_key": "short-secret"}, "RELIER_SIGNING_KEY", "12 bytes"),
+        ({"signing_key": ""}, "RELIER_SIGNING_KEY", "0 bytes"),
+        ({"signing_key": "   "}, "RELIER_SIGNING_KEY", "0 bytes"),
+        ({"signing_key": f"{KEY},{OLD}"}, "RELIER_SIGNING_KEY", "without commas"),
+        ({"signing_key": KEY, "signing_old_keys": f"{OLD},tiny-secret"}, "RELIER_SIGNING_OLD_KEYS",
+         "key 2 of 2 is 11 bytes"),
+        ({"signing_old_keys": OLD}, "RELIER_SIGNING_KEY", "RELIER_SIGNING_OLD_KEYS is set"),
+    ],
+)  # fmt: skip
+def test_bad_signing_keys_are_refused_without_showing_them(
+    overrides: dict[str, str], variable: str, rule: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(**overrides)
+    message = str(info.value)
+    assert variable in message and rule in message
+    for value in overrides.values():
+        for secret in value.split(","):
+            if secret.strip():
+                assert secret.strip() not in message
+
+
+def test_an_empty_old_keys_variable_is_no_old_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELIER_SIGNING_OLD_KEYS", "")
+    assert load_settings().signing_keys == ()
+    assert load_settings(signing_key=KEY).signing_keys == (KEY.encode(),)
+
+
+# --- Prometheus exposition ------------------------------------------------------------
+
+
+def test_prometheus_port_is_unset_by_default_and_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().prometheus_port is None
+    monkeypatch.setenv("RELIER_PROMETHEUS_PORT", "9464")
+    assert load_settings().prometheus_port == 9464
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "-1", "http"])
+def test_prometheus_port_must_be_a_port_number(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    monkeypatch.setenv("RELIER_PROMETHEUS_PORT", port)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "RELIER_PROMETHEUS_PORT" in str(info.value)
+    assert f"(got {port!r})" in str(info.value)

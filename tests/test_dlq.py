@@ -11,7 +11,18 @@ import pytest
 from relier import DeadTask, Reason, Relier, TaskNotFoundError, load_settings, rl_task
 from relier.clock import now_ms
 from relier.dispatch import Call, CallOptions, push
-from relier.dlq import dlq_size, get_dead, list_dead, read_history
+from relier.dlq import (
+    DeadSummary,
+    Purged,
+    Released,
+    dlq_size,
+    find_dead,
+    get_dead,
+    list_dead,
+    purge,
+    read_history,
+    release,
+)
 from relier.envelope import decode
 from relier.scripts import SCRIPT_NAMES, source
 
@@ -131,3 +142,75 @@ def test_read_history_is_oldest_first(rl: Relier) -> None:
     assert [e["e"] for e in events] == ["dispatched", "started", "checkpoint", "succeeded"]
     assert events[1]["owner"] == "w/9"
     assert read_history(rl, "never-pushed") == []
+
+
+# --- find, release, purge ----------------------------------------------------------------
+
+
+@rl_task(name="tests.dlq.other")
+def other(x: int) -> int:
+    return x
+
+
+def test_find_dead_filters_newest_first(rl: Relier) -> None:
+    for n in range(4):
+        kill(rl, pushed(rl, n, task_id=f"d{n}"), at=1_000 * (n + 1))
+    odd = push(rl, other, Call((1,), {}, CallOptions(task_id="o1"))).id
+    assert rl.scripts.dead_letter(odd, 5_000, Reason.UNKNOWN_TASK, "no such task")
+    rl.redis.zadd(rl.keys.dlq, {"ghost": 6_000})  # an entry whose journal was deleted
+    assert [e.id for e in find_dead(rl)] == ["ghost", "o1", "d3", "d2", "d1", "d0"]
+    first = find_dead(rl, task="tests.dlq.job")[0]
+    assert first == DeadSummary(
+        id="d3", task="tests.dlq.job", queue="celery", reason="max_retries",
+        error="ValueError: 3", attempts=1, died_ms=4_000,
+    )  # fmt: skip
+    assert [e.id for e in find_dead(rl, task="tests.dlq.*", reason="unknown_task")] == ["o1"]
+    assert [e.id for e in find_dead(rl, since_ms=3_000, before_ms=5_000)] == ["d3", "d2"]
+    assert [e.id for e in find_dead(rl, limit=2)] == ["ghost", "o1"]
+    ghost = find_dead(rl, since_ms=6_000)[0]
+    assert (ghost.task, ghost.reason, ghost.attempts) == ("", "", 0)
+
+
+def test_find_dead_pages_through_a_large_dlq(rl: Relier, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relier.dlq._BATCH", 2)
+    for n in range(5):
+        kill(rl, pushed(rl, n, task_id=f"d{n}"), at=1_000 + n)
+    assert [e.id for e in find_dead(rl, task="tests.dlq.job")] == [f"d{n}" for n in (4, 3, 2, 1, 0)]
+    assert len(find_dead(rl, limit=3)) == 3
+
+
+def test_release_sends_dead_tasks_back_and_refuses_the_rest(
+    rl: Relier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relier.dlq._BATCH", 2)
+    ids = [pushed(rl, n, task_id=f"d{n}") for n in range(3)]
+    for task_id in ids:
+        kill(rl, task_id, at=1_000)
+    alive = pushed(rl, 9)
+    seen: list[int] = []
+    result = release(rl, [*ids, ids[0], alive, "never"], progress=seen.append)
+    assert result == Released(
+        released=dict.fromkeys(ids, 2), refused={alive: "PENDING", "never": "MISSING"}
+    )
+    assert sum(seen) == 5 and len(seen) == 3  # duplicates dropped, batches of 2
+    assert dlq_size(rl) == 0
+    assert rl.redis.llen("celery") == 4 + 3  # four pushes (never consumed), three releases
+    assert read_history(rl, ids[0])[-1]["e"] == "released"
+    assert release(rl, ids[:1]).refused == {ids[0]: "PENDING"}
+
+
+def test_purge_deletes_dead_tasks_only(rl: Relier) -> None:
+    ids = [pushed(rl, n, task_id=f"d{n}") for n in range(2)]
+    for task_id in ids:
+        kill(rl, task_id, at=1_000)
+    alive = pushed(rl, 9)
+    rl.redis.zadd(rl.keys.dlq, {"ghost": 6_000})
+    seen: list[int] = []
+    result = purge(rl, [*ids, "ghost", alive, "never"], progress=seen.append)
+    assert result == Purged(
+        purged=[*ids, "ghost"], refused={alive: "PENDING", "never": "MISSING"}
+    )  # fmt: skip
+    assert seen == [5]
+    assert dlq_size(rl) == 0
+    assert not rl.redis.exists(rl.keys.task(ids[0]).job, rl.keys.task(ids[0]).hist)
+    assert rl.redis.hget(rl.keys.task(alive).job, "state") == b"PENDING"

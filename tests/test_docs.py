@@ -25,6 +25,7 @@ from typing import Any
 
 import annotated_types
 import pytest
+from pydantic import SecretStr
 
 import relier
 from relier import RelierSettings
@@ -120,7 +121,9 @@ def subcommands() -> set[str]:
 
 
 def _type_cell(annotation: Any) -> str:
-    names = {str: "string", int: "integer", float: "float", bool: "boolean"}
+    names = {
+        str: "string", int: "integer", float: "float", bool: "boolean", SecretStr: "secret string",
+    }  # fmt: skip
     if isinstance(annotation, types.UnionType):
         members = [a for a in annotation.__args__ if a is not type(None)]
         assert len(members) == 1, f"unexpected settings type {annotation}"

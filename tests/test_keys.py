@@ -55,3 +55,11 @@ def test_no_key_collides_with_kombu() -> None:
     for key in ours:
         assert key.startswith("rl:")
         assert key not in KOMBU_KEYS
+
+
+def test_queue_set_and_stats_buckets() -> None:
+    keys = Keys(prefix="app:rl")
+    assert keys.queues == "app:rl:queues"
+    assert keys.stats(1_795_690_203_449) == "app:rl:stats:1795690200"
+    assert keys.stats(1_795_690_209_999) == keys.stats(1_795_690_200_000)
+    assert keys.stats(1_795_690_210_000) == "app:rl:stats:1795690210"

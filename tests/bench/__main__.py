@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import admission, idempotency, recovery, redis_load
+from . import admission, idempotency, recovery, redis_load, telemetry
 from ._harness import exit_cleanly_on_sigterm, machine, table
 
 SUMMARY_HEADERS = ["benchmark", "check", "measured", "target", "result"]
@@ -63,6 +63,13 @@ BENCHMARKS = {
         idempotency.report,
         idempotency.checks,
     ),
+    "telemetry": Benchmark(
+        "telemetry: push with telemetry hooks, no SDK, vs hooks off",
+        "telemetry overhead on push (no SDK)",
+        lambda a: telemetry.run(a.ops),
+        telemetry.report,
+        telemetry.checks,
+    ),
 }
 
 
@@ -90,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--window", type=float, default=10.0, help="redis_load sampling window")
     parser.add_argument(
-        "--ops", type=int, default=10_000, help="timed calls per case (admission, idempotency)"
+        "--ops",
+        type=int,
+        default=10_000,
+        help="timed calls per case (admission, idempotency, telemetry)",
     )
     parser.add_argument(
         "--only",

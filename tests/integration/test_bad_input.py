@@ -153,7 +153,7 @@ def test_worker_with_unreachable_redis_exits_with_a_clear_error(
 ) -> None:
     env = {**relier_env, "RELIER_REDIS_URL": "redis://127.0.0.1:1/0"}
     proc = rl_cli("worker", "-A", APP, env=env)
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # Redis unreachable, as for every rl command
     assert "RedisUnavailableError" in proc.stderr and "127.0.0.1:1" in proc.stderr
 
 

@@ -108,14 +108,15 @@ def test_old_and_new_workers_side_by_side_run_every_call_on_code_that_knows_it(
         v1=[v1(f"{first} {last}") for first, last in people],
         v2=[v2(first, last, greeting="Hey") for first, last in people],
     )
-    assert results(rl, early["v2"]) == ["Hi, Grace Hopper!", "Hello, Edsger Dijkstra!"]
     assert results(rl, during["v1"]) == [f"Hello, {f} {la}!" for f, la in people]
-    assert results(rl, during["v2"]) == [f"Hey, {f} {la}!" for f, la in people]
 
-    # The deploy ends: the v1 worker stops; a producer not yet upgraded
-    # still pushes v1 calls, which the v2 worker migrates.
+    # The deploy ends: the v1 worker stops (v2 calls it handed back wait for
+    # the v2 worker); a producer not yet upgraded still pushes v1 calls,
+    # which the v2 worker migrates.
     assert old.terminate() == 0
     late = push(relier_env, v1=[v1("Niklaus Wirth"), v1("Tony Hoare")])
+    assert results(rl, early["v2"]) == ["Hi, Grace Hopper!", "Hello, Edsger Dijkstra!"]
+    assert results(rl, during["v2"]) == [f"Hey, {f} {la}!" for f, la in people]
     assert results(rl, late["v1"]) == ["Hello, Niklaus Wirth!", "Hello, Tony Hoare!"]
 
     v2_ids = early["v2"] + during["v2"]

@@ -109,6 +109,8 @@ def test_past_the_bound_it_goes_to_the_dlq(scripts: Scripts, client: redis.Redis
     assert (job[b"reason"], job[b"error"]) == (b"schema_too_new", ERROR.encode())
     assert job[b"finished"] == job[b"updated"] == str(2_000 + BOUND).encode()
     assert job[b"attempt"] == b"0"  # the function never ran
+    # Released from the DLQ, it would start a new run of deferrals.
+    assert not {b"deferred_since", b"deferred_fence", b"defers"} & set(job)
     assert b"owner" not in job
     assert not client.exists(KEYS.owned("w1"))
     assert client.zscore(KEYS.dlq, "t1") == 2_000 + BOUND

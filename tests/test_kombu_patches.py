@@ -1,0 +1,72 @@
+"""The guard around kombu's Redis transport: an unreadable queue item is logged and
+dropped, and the consumer goes on to the next message (without it, the error escapes
+the event loop and Celery stops the worker)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from relier._kombu_patches import install_kombu_guard
+
+QUEUE = "guard-test"
+
+GARBAGE = [
+    b"not json",
+    b'{"body": "trunc',
+    b"[1, 2]",
+    b"{}",
+    b'{"properties": 5}',
+    b'{"body": "e30", "properties": {"delivery_tag": "t1", "body_encoding": "base64"}}',
+    b'{"body": "e30=", "headers": 5, "properties": {"delivery_tag": "t2", '
+    b'"delivery_info": {"exchange": "", "routing_key": "guard-test"}}}',
+    b'{"body": "e30=", "properties": {"delivery_tag": "t3", "delivery_info": {}}}',
+    b"[" * 50_000 + b"]" * 50_000,
+]
+
+
+@pytest.fixture
+def connection(redis_url: str) -> Iterator[Connection]:
+    install_kombu_guard()
+    with Connection(redis_url) as conn:
+        yield conn
+
+
+def test_garbage_is_dropped_and_the_next_message_arrives(
+    connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE)
+    received: list[Any] = []
+
+    def on_message(body: Any, message: Any) -> None:
+        received.append(body)
+        message.ack()
+
+    with connection.Consumer(queue, callbacks=[on_message], accept=["json"]):
+        client = connection.default_channel.client
+        for item in GARBAGE:
+            client.lpush(QUEUE, item)
+        connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=QUEUE)
+        deadline = time.monotonic() + 10
+        with caplog.at_level(logging.ERROR, logger="relier.worker"):
+            while not received and time.monotonic() < deadline:
+                connection.drain_events(timeout=1)
+        assert received == [{"n": 1}]
+        assert client.llen(QUEUE) == 0
+        assert client.hlen("unacked") == 0
+    refusals = [r for r in caplog.records if "refused a malformed message" in r.getMessage()]
+    assert len(refusals) == len(GARBAGE)
+
+
+def test_installing_twice_wraps_once() -> None:
+    from kombu.transport import redis as kombu_redis
+
+    install_kombu_guard()
+    first = kombu_redis.Channel._brpop_read
+    install_kombu_guard()
+    assert kombu_redis.Channel._brpop_read is first
