@@ -23,47 +23,62 @@ the code it observes beyond what the OpenTelemetry API itself raises, and no
 outcome depends on it. It owns no Redis key; the observable gauges only read
 ``rl:owned:<wid>``, ``rl:queues`` and the queue lists, ``rl:dlq``,
 ``rl:workers`` and ``rl:worker:<wid>``, and only when a metric reader collects.
+
+The code lives in four modules: this one (names, switches, instruments, the
+dispatch span, the public functions), ``_worker_telemetry.py`` (attempt and
+take-back spans, re-exported here), ``_gauges.py`` (the gauges' callbacks) and
+``_prometheus.py`` (the optional ``/metrics`` endpoint).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import Token
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .clock import now_ms
-from .errors import AdmissionRejectedError, ConfigurationError, HardTimeoutError
+from .errors import AdmissionRejectedError
 
 if TYPE_CHECKING:
     from .app import Relier
-    from .envelope import Envelope
-    from .scripts import Claim
 
 __all__ = [
     "EVENTS",
     "INSTRUMENTS",
     "SCOPE",
     "Dispatch",
+    "attempt_decoded",
+    "attempt_ended",
+    "attempt_failed",
+    "attempt_started",
+    "clock",
+    "committed",
+    "dead_lettered",
+    "enabled",
     "flush_before_exit",
+    "meter_provider",
+    "require_prometheus",
     "set_enabled",
+    "soft_timeout",
+    "stale_fence",
     "start_prometheus",
+    "taken_back",
     "trace_context",
     "tracing",
+    "unknown_task_dead_lettered",
     "unwatch",
+    "use_meter_provider",
     "watch",
+    "worker_preparing",
+    "worker_started",
 ]
 
 log = logging.getLogger("relier.telemetry")
@@ -128,6 +143,11 @@ _sdk_set = False
 _lock = threading.Lock()
 
 
+def enabled() -> bool:
+    """Whether the hooks are on (:func:`set_enabled`)."""
+    return _enabled
+
+
 def set_enabled(on: bool) -> None:
     """Turn every telemetry hook on or off in this process (on by default).
 
@@ -173,13 +193,9 @@ class _Instruments:
     """Every instrument, made once per meter (proxies until a provider is set)."""
 
     def __init__(self, meter: metrics.Meter) -> None:
+        from ._gauges import CALLBACKS
+
         made: dict[str, Any] = {}
-        gauges: dict[str, Callable[[CallbackOptions], Iterable[Observation]]] = {
-            "relier.tasks.in_flight": _observe_in_flight,
-            "relier.queue.depth": _observe_queue_depth,
-            "relier.dlq.size": _observe_dlq_size,
-            "relier.workers.live": _observe_live_workers,
-        }
         for name, (kind, unit, description) in INSTRUMENTS.items():
             if kind == "counter":
                 made[name] = meter.create_counter(name, unit, description)
@@ -188,7 +204,9 @@ class _Instruments:
                     name, unit, description, explicit_bucket_boundaries_advisory=_BUCKETS
                 )
             else:
-                made[name] = meter.create_observable_gauge(name, [gauges[name]], unit, description)
+                made[name] = meter.create_observable_gauge(
+                    name, [CALLBACKS[name]], unit, description
+                )
         self.dispatched = made["relier.tasks.dispatched"]
         self.started = made["relier.tasks.started"]
         self.succeeded = made["relier.tasks.succeeded"]
@@ -222,7 +240,7 @@ def _instruments() -> _Instruments:
     return made
 
 
-def _use_meter_provider(provider: Any) -> None:
+def use_meter_provider(provider: Any) -> None:
     """Record Relier's instruments on ``provider`` from now on (None: the global one)."""
     global _instruments_cache, _own_meter_provider
     with _lock:
@@ -337,373 +355,7 @@ class Dispatch:
         span.set_attributes(attributes)
 
 
-# -- execution ----------------------------------------------------------------------------
-
-
-class _Attempt:
-    """One attempt in a worker: its CONSUMER span (begun once the envelope is read)."""
-
-    __slots__ = (
-        "attrs", "fence", "number", "outcome", "owner", "span", "t0", "t0_ns", "task",
-        "task_id", "thread", "token",
-    )  # fmt: skip
-
-    def __init__(self, task: str, task_id: str, queue: str, owner: str, claim: Claim) -> None:
-        self.task = task
-        self.task_id = task_id
-        self.owner = owner
-        self.fence = claim.fence
-        self.number = claim.attempt
-        self.attrs = {TASK: task, QUEUE: queue}
-        self.t0 = time.perf_counter()
-        self.t0_ns = time.time_ns()
-        self.thread = threading.get_ident()
-        self.span: Any = None
-        self.token: Token[otel_context.Context] | None = None
-        self.outcome = ""
-
-
-# (task id, fence) -> the attempt: the watchdog's threads find theirs by key.
-_attempts: dict[tuple[str, int], _Attempt] = {}
-
-
-def attempt_started(
-    task_name: str, task_id: str, owner: str, claim: Claim, request: Any
-) -> _Attempt | None:
-    """A worker claimed ``task_id`` and is about to run attempt ``claim.attempt``."""
-    if not _enabled:
-        return None
-    info = getattr(request, "delivery_info", None) or {}
-    attempt = _Attempt(task_name, task_id, str(info.get("routing_key") or ""), owner, claim)
-    _attempts[task_id, claim.fence] = attempt
-    _instruments().started.add(1, attempt.attrs)
-    return attempt
-
-
-def attempt_decoded(task_id: str, fence: int, envelope: Envelope) -> None:
-    """The attempt's envelope is read: begin its span as a child of the push's."""
-    attempt = _attempts.get((task_id, fence))
-    if attempt is None:
-        return
-    if attempt.number == 1 and envelope.ts > 0:
-        wait = max(0, now_ms() - envelope.ts) / 1000
-        _instruments().queue_wait.record(wait, attempt.attrs)
-    _begin(attempt, envelope.trace)
-
-
-def _begin(attempt: _Attempt, carrier: Mapping[str, str]) -> Any:
-    if attempt.span is not None or not tracing():
-        return attempt.span
-    parent = propagate.extract(dict(carrier), context=otel_context.Context()) if carrier else None
-    span = _tracer.start_span(
-        f"relier.run {attempt.task}", parent, SpanKind.CONSUMER, start_time=attempt.t0_ns
-    )
-    if span.is_recording():
-        span.set_attributes({
-            "messaging.system": SCOPE,
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "run",
-            "messaging.destination.name": attempt.attrs[QUEUE],
-            "messaging.message.id": attempt.task_id,
-            "relier.task.name": attempt.task,
-            "relier.task.id": attempt.task_id,
-            "relier.attempt": attempt.number,
-            "relier.fence": attempt.fence,
-            "relier.worker.id": attempt.owner,
-        })  # fmt: skip
-    attempt.span = span
-    if threading.get_ident() == attempt.thread:
-        # The task's own code (and the coroutine it starts) runs inside it.
-        attempt.token = otel_context.attach(trace.set_span_in_context(span))
-    return span
-
-
-def _event(task_id: str, fence: int, name: str, attributes: dict[str, Any]) -> _Attempt | None:
-    attempt = _attempts.get((task_id, fence))
-    if attempt is None:
-        return None
-    span = _begin(attempt, {})
-    if span is not None and span.is_recording():
-        span.add_event(name, attributes)
-    return attempt
-
-
-def soft_timeout(task_id: str, fence: int, seconds: float) -> None:
-    """The attempt passed its soft timeout (recorded in the journal)."""
-    _event(task_id, fence, SOFT_TIMEOUT, {"relier.timeout": seconds})
-
-
-def stale_fence(task_id: str, fence: int, what: str) -> None:
-    """The journal refused the attempt's ``what`` (commit, failure, checkpoint): superseded."""
-    attempt = _event(task_id, fence, STALE_FENCE, {"relier.refused": what, "relier.fence": fence})
-    if attempt is not None:
-        attempt.outcome = attempt.outcome or "stale"
-
-
-def committed(task_id: str, fence: int, ok: bool) -> None:
-    """``complete.lua`` committed the attempt's result (``ok``), or refused it (a stale fence)."""
-    if not ok:
-        stale_fence(task_id, fence, "commit")
-        return
-    attempt = _attempts.get((task_id, fence))
-    if attempt is not None:
-        attempt.outcome = "succeeded"
-        _instruments().succeeded.add(1, attempt.attrs)
-
-
-def dead_lettered(task_id: str, fence: int, reason: str, error: str) -> None:
-    """The attempt moved its task to the DLQ without raising (bad payload, bad result...)."""
-    attempt = _event(task_id, fence, DEAD_LETTERED, {REASON: str(reason), "relier.error": error})
-    if attempt is not None:
-        attempt.outcome = "dead"
-        _instruments().dead_lettered.add(1, {**attempt.attrs, REASON: str(reason)})
-
-
-def attempt_failed(
-    task_id: str, fence: int, exc: BaseException, outcome: int, reason: str, due: int
-) -> None:
-    """``fail.lua`` replied ``outcome`` (1 retry due at ``due`` ms, 2 DLQ with ``reason``,
-    0 stale fence) for the attempt's exception ``exc``."""
-    attempt = _attempts.get((task_id, fence))
-    if attempt is None:
-        return
-    if isinstance(exc, HardTimeoutError):
-        _event(task_id, fence, HARD_TIMEOUT, {"relier.timeout": exc.seconds})
-    if outcome == 0:
-        stale_fence(task_id, fence, "failure")
-        return
-    span = _begin(attempt, {})
-    if span is not None and span.is_recording():
-        span.record_exception(exc)
-    made = _instruments()
-    made.failed.add(1, attempt.attrs)
-    exc_type = type(exc).__name__
-    if outcome == 1:
-        attempt.outcome = "retried"
-        made.retried.add(1, attempt.attrs)
-        due_in = max(0, due - now_ms()) / 1000
-        _event(task_id, fence, RETRY, {"relier.retry.due_in": due_in, "exception.type": exc_type})
-    else:
-        attempt.outcome = "dead"
-        made.dead_lettered.add(1, {**attempt.attrs, REASON: reason})
-        error = f"{exc_type}: {exc}"
-        _event(task_id, fence, DEAD_LETTERED, {REASON: reason, "relier.error": error})
-
-
-def attempt_ended(attempt: _Attempt | None) -> None:
-    """The delivery is done with: record the attempt's duration and end its span."""
-    if attempt is None:
-        return
-    _attempts.pop((attempt.task_id, attempt.fence), None)
-    _instruments().duration.record(time.perf_counter() - attempt.t0, attempt.attrs)
-    span = _begin(attempt, {})
-    if attempt.token is not None:
-        otel_context.detach(attempt.token)
-        attempt.token = None
-    if span is not None:
-        _end(span, attempt.outcome)
-
-
-def _end(span: Any, outcome: str) -> None:
-    if span.is_recording():
-        span.set_attribute("relier.outcome", outcome or "none")
-        if outcome in ("retried", "dead", "abandoned"):
-            span.set_status(Status(StatusCode.ERROR, outcome))
-    span.end()
-
-
-def flush_before_exit(timeout_ms: int = 2000) -> None:
-    """This process is about to ``os._exit`` (a task stuck past its hard timeout):
-    end the spans still open and flush what the SDK buffers."""
-    for attempt in list(_attempts.values()):
-        span = attempt.span
-        if span is not None:
-            _end(span, "abandoned")
-    for provider in (
-        trace.get_tracer_provider(),
-        _own_meter_provider or metrics.get_meter_provider(),
-    ):
-        flush = getattr(provider, "force_flush", None)
-        if flush is not None:
-            try:
-                flush(timeout_ms)
-            except Exception as exc:  # telemetry never keeps a stuck process alive
-                log.warning("relier: telemetry flush failed: %s", exc)
-
-
-# -- resurrection and handoff (worker main process, resurrector) ----------------------------
-
-
-def clock() -> float:
-    """A start time for :func:`taken_back` (monotonic seconds)."""
-    return time.perf_counter()
-
-
-def taken_back(
-    relier: Relier,
-    worker_id: str,
-    kind: str,
-    ids: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    replies: Sequence[Any],
-    began: float,
-) -> None:
-    """``resurrect.lua`` replied ``replies`` for ``ids`` (taken back from ``worker_id``,
-    ``kind`` as resurrect.lua names it, or None for a dead worker): count each task
-    requeued or dead-lettered, and give each a short span linked to its push."""
-    if not _enabled:
-        return
-    try:
-        _taken_back(relier, worker_id, kind, ids, rows, replies, began)
-    except Exception as exc:  # the tasks are back in their queue; only telemetry is lost
-        log.warning("relier: could not record the telemetry of a take-back: %s", exc)
-
-
-def _taken_back(
-    relier: Relier,
-    worker_id: str,
-    kind: str,
-    ids: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    replies: Sequence[Any],
-    began: float,
-) -> None:
-    elapsed = time.perf_counter() - began
-    moved = [
-        (task_id, row, _text(reply[0]), _text(reply[1]))
-        for task_id, row, reply in zip(ids, rows, replies, strict=True)
-        if _text(reply[0]) in ("requeued", "dead")
-    ]
-    if not moved:
-        return
-    traced = tracing()
-    fields = ["task", "env"] if traced else ["task"]
-    with relier.redis.pipeline(transaction=False) as pipe:
-        for task_id, _, _, _ in moved:
-            pipe.hmget(relier.keys.task(task_id).job, fields)
-        found = pipe.execute()
-    handoff = kind.startswith("handoff")
-    made = _instruments()
-    end_ns = time.time_ns()
-    start_ns = end_ns - round(elapsed * 1e9)
-    for (task_id, row, outcome, detail), values in zip(moved, found, strict=True):
-        name = _text(values[0] or b"")
-        attrs = {TASK: name, QUEUE: _text(row[2] or b"")}
-        if outcome == "dead":
-            made.resurrected.add(1, {**attrs, REASON: kind})
-            made.dead_lettered.add(1, {**attrs, REASON: "poison_pill"})
-        else:
-            (made.handed_off if handoff else made.resurrected).add(1, {**attrs, REASON: kind})
-            made.resurrection_latency.record(elapsed, {**attrs, REASON: kind})
-        if traced:
-            where = (name, task_id, attrs[QUEUE], worker_id, kind)
-            _resurrect_span(*where, outcome, detail, values[1], start_ns, end_ns)
-
-
-def _resurrect_span(
-    name: str,
-    task_id: str,
-    queue: str,
-    worker_id: str,
-    kind: str,
-    outcome: str,
-    detail: str,
-    envelope: bytes | None,
-    start_ns: int,
-    end_ns: int,
-) -> None:
-    links = []
-    carrier = _envelope_trace(envelope)
-    if carrier:
-        pushed = trace.get_current_span(propagate.extract(carrier, context=otel_context.Context()))
-        if pushed.get_span_context().is_valid:
-            links.append(Link(pushed.get_span_context()))
-    span = _tracer.start_span(
-        f"relier.resurrect {name}",
-        otel_context.Context(),
-        SpanKind.INTERNAL,
-        links=links,
-        start_time=start_ns,
-    )
-    if span.is_recording():
-        span.set_attributes({
-            "messaging.system": SCOPE,
-            "messaging.destination.name": queue,
-            "messaging.message.id": task_id,
-            "relier.task.name": name,
-            "relier.task.id": task_id,
-            "relier.worker.id": worker_id,
-            "relier.resurrection.kind": kind,
-            "relier.outcome": "requeued" if outcome == "requeued" else "dead",
-        })  # fmt: skip
-        event = HANDOFF if kind.startswith("handoff") else RESURRECTED
-        was = detail if outcome == "requeued" else "RUNNING"
-        attributes = {"relier.resurrection.kind": kind, "relier.previous_state": was}
-        span.add_event(event, attributes, timestamp=end_ns)
-        if outcome == "dead":
-            dead: dict[str, Any] = {REASON: "poison_pill", "relier.resurrections": int(detail)}
-            span.add_event(DEAD_LETTERED, dead, timestamp=end_ns)
-    span.end(end_ns)
-
-
-def _envelope_trace(envelope: bytes | None) -> dict[str, str]:
-    """The ``tc`` field of a stored envelope, or {} (never raises)."""
-    if not envelope:
-        return {}
-    try:
-        body = json.loads(envelope)
-        carrier = body.get("tc") if isinstance(body, dict) else None
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(carrier, dict):
-        return {}
-    return {str(k): str(v) for k, v in carrier.items()}
-
-
-def unknown_task_dead_lettered(message: Any) -> None:
-    """A worker dead-lettered ``message``, for a task name it does not know.
-
-    The name comes from the message and may be anything, so it is not a label.
-    """
-    if _enabled:
-        info = getattr(message, "delivery_info", None) or {}
-        queue = str(info.get("routing_key") or "")
-        _instruments().dead_lettered.add(
-            1, {TASK: "_unknown", QUEUE: queue, REASON: "unknown_task"}
-        )
-
-
-def worker_started(relier: Relier, worker_id: str, leader: Callable[[], bool]) -> None:
-    """A worker's main process is up: report its gauges, and serve Prometheus if
-    ``RELIER_PROMETHEUS_PORT`` is set (:class:`ConfigurationError` when it cannot)."""
-    watch(relier, worker_id, leader)
-    port = relier.settings.prometheus_port
-    if port is not None:
-        start_prometheus(port)
-
-
-# -- observable gauges ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Source:
-    relier: Relier
-    worker_id: str | None
-    leader: Callable[[], bool]
-
-
-_sources: list[_Source] = []
-
-
-def _forget_after_fork() -> None:
-    # A pool process forked from a worker must not report the worker's gauges
-    # (nor think it leads: its copy of the leader flag is frozen), and the
-    # attempts of its parent's threads are not its own.
-    _sources.clear()
-    _attempts.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
+# -- gauges and Prometheus (relier/_gauges.py, relier/_prometheus.py) ------------------------
 
 
 def watch(
@@ -718,102 +370,24 @@ def watch(
     collects. Workers call this themselves; call it in a process of your own
     (a web app, say) to have the cluster gauges without a worker.
     """
+    from . import _gauges
+
     _instruments()
-    _sources.append(_Source(relier, worker_id, leader))
+    _gauges.watch(relier, worker_id, leader)
 
 
 def unwatch(relier: Relier) -> None:
     """Stop reporting the gauges of ``relier``."""
-    _sources[:] = [s for s in _sources if s.relier is not relier]
+    from . import _gauges
 
-
-def _reporting(cluster: bool) -> list[_Source]:
-    if not _enabled:
-        return []
-    out = []
-    for source in list(_sources):
-        try:
-            if not cluster or source.leader():
-                out.append(source)
-        except Exception:  # a broken leader check reports nothing, never crashes a reader
-            continue
-    return out
-
-
-def _observe(read: Callable[[_Source], Iterable[Observation]], cluster: bool) -> list[Observation]:
-    out: list[Observation] = []
-    for source in _reporting(cluster):
-        try:
-            out.extend(read(source))
-        except Exception as exc:  # Redis down: this collection has no value
-            log.debug("relier: gauge read failed: %s", exc)
-    return out
-
-
-def _observe_in_flight(options: CallbackOptions) -> Iterable[Observation]:
-    def read(source: _Source) -> Iterable[Observation]:
-        if source.worker_id is None:
-            return []
-        keys = source.relier.keys
-        return [Observation(int(source.relier.redis.scard(keys.owned(source.worker_id))))]
-
-    return _observe(read, cluster=False)
-
-
-def _observe_queue_depth(options: CallbackOptions) -> Iterable[Observation]:
-    def read(source: _Source) -> Iterable[Observation]:
-        client, keys = source.relier.redis, source.relier.keys
-        queues = sorted(_text(q) for q in client.smembers(keys.queues))
-        with client.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.llen(keys.queue(queue))
-            depths = pipe.execute()
-        return [Observation(int(n), {QUEUE: q}) for q, n in zip(queues, depths, strict=True)]
-
-    return _observe(read, cluster=True)
-
-
-def _observe_dlq_size(options: CallbackOptions) -> Iterable[Observation]:
-    def read(source: _Source) -> Iterable[Observation]:
-        return [Observation(int(source.relier.redis.zcard(source.relier.keys.dlq)))]
-
-    return _observe(read, cluster=True)
-
-
-def _observe_live_workers(options: CallbackOptions) -> Iterable[Observation]:
-    def read(source: _Source) -> Iterable[Observation]:
-        client, keys = source.relier.redis, source.relier.keys
-        ids = [_text(i) for i in client.zrange(keys.workers, 0, -1)]
-        with client.pipeline(transaction=False) as pipe:
-            for worker_id in ids:
-                pipe.exists(keys.worker(worker_id))
-            alive = pipe.execute()
-        return [Observation(sum(1 for a in alive if a))]
-
-    return _observe(read, cluster=True)
-
-
-# -- Prometheus -------------------------------------------------------------------------------
-
-
-def _prometheus_modules(port: int) -> tuple[Any, Any, Any]:
-    try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from opentelemetry.sdk.metrics import MeterProvider
-        from prometheus_client import start_http_server
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"RELIER_PROMETHEUS_PORT is {port}, but the OpenTelemetry SDK and Prometheus "
-            f"exporter are not installed ({exc}); install them with "
-            '`pip install "relier[otel]"`, or unset RELIER_PROMETHEUS_PORT'
-        ) from None
-    return PrometheusMetricReader, MeterProvider, start_http_server
+    _gauges.unwatch(relier)
 
 
 def require_prometheus(port: int | None) -> None:
-    """Raise :class:`ConfigurationError` now if ``port`` is set and the exporter is missing."""
-    if port is not None:
-        _prometheus_modules(port)
+    """Raise ``ConfigurationError`` now if ``port`` is set and the ``otel`` extra is missing."""
+    from . import _prometheus
+
+    _prometheus.require(port)
 
 
 def start_prometheus(port: int, addr: str = "0.0.0.0", registry: Any = None) -> Any:
@@ -822,36 +396,52 @@ def start_prometheus(port: int, addr: str = "0.0.0.0", registry: Any = None) -> 
     With no meter provider set yet, a global one is made with the Prometheus
     reader (so the application's own metrics are served too); with one set by
     the application, Relier's instruments move to a provider of their own.
-    Returns the HTTP server (``shutdown()`` stops it).
+    ``registry`` is the ``prometheus_client`` registry (its default one if
+    None). Returns the HTTP server (``shutdown()`` stops it).
 
     Raises:
         ConfigurationError: the ``otel`` extra is not installed, or the port
             cannot be listened on.
     """
-    reader_class, provider_class, serve = _prometheus_modules(port)
-    kwargs = {} if registry is None else {"registry": registry}
-    reader = reader_class(**kwargs)
-    provider = provider_class(metric_readers=[reader])
-    try:
-        server, _ = serve(port, addr, **kwargs)
-    except OSError as exc:
-        provider.shutdown()
-        raise ConfigurationError(
-            f"RELIER_PROMETHEUS_PORT is {port}, but {addr}:{port} cannot be listened on "
-            f"({exc}); choose a free port (one per worker on a host)"
-        ) from None
-    if registry is None and _no_meter_provider():
-        metrics.set_meter_provider(provider)
-        _use_meter_provider(None)
-    else:
-        _use_meter_provider(provider)
-    log.info("relier: serving Prometheus metrics on %s:%d/metrics", addr, port)
-    return server
+    from . import _prometheus
+
+    return _prometheus.start(port, addr, registry)
 
 
-def _no_meter_provider() -> bool:
-    """Whether the application set no global meter provider (the API's proxy is in place)."""
-    return type(metrics.get_meter_provider()).__name__ in (
-        "_ProxyMeterProvider",
-        "NoOpMeterProvider",
-    )
+def meter_provider() -> Any:
+    """The meter provider Relier's instruments are on."""
+    return _own_meter_provider or metrics.get_meter_provider()
+
+
+def worker_preparing(prometheus_port: int | None) -> None:
+    """In a worker's main process, before its pool forks: refuse a Prometheus port
+    without the ``otel`` extra now, and make the instruments once, so that pool
+    processes inherit them instead of making them (a few ms) in their first attempt."""
+    require_prometheus(prometheus_port)
+    _instruments()
+
+
+def worker_started(relier: Relier, worker_id: str, leader: Callable[[], bool]) -> None:
+    """A worker's main process is up: report its gauges, and serve Prometheus if
+    ``RELIER_PROMETHEUS_PORT`` is set (:class:`ConfigurationError` when it cannot)."""
+    watch(relier, worker_id, leader)
+    port = relier.settings.prometheus_port
+    if port is not None:
+        start_prometheus(port)
+
+
+# The worker-side hooks (re-exported: the rest of the code calls ``telemetry.<hook>``).
+from ._worker_telemetry import (  # noqa: E402
+    attempt_decoded,
+    attempt_ended,
+    attempt_failed,
+    attempt_started,
+    clock,
+    committed,
+    dead_lettered,
+    flush_before_exit,
+    soft_timeout,
+    stale_fence,
+    taken_back,
+    unknown_task_dead_lettered,
+)

@@ -225,7 +225,7 @@ class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
             require(self.relier.redis, self.relier.settings.redis_url)
         else:
             log.warning("relier: RELIER_PREFLIGHT is off; Redis durability is not checked")
-        telemetry.require_prometheus(self.relier.settings.prometheus_port)
+        telemetry.worker_preparing(self.relier.settings.prometheus_port)
         _worker_id = new_worker_id(worker.hostname)
 
     def start(self, worker: Any) -> None:

@@ -327,7 +327,7 @@ def test_prometheus_exposition_serves_the_metrics(rl: Relier, otel: Otel) -> Non
     finally:
         server.shutdown()
         server.server_close()
-        telemetry._use_meter_provider(None)
+        telemetry.use_meter_provider(None)
     labels = 'relier_queue="tel-unit",relier_task="tel.unit.add"'
     dispatched = rf"relier_tasks_dispatched_total\{{[^}}]*{labels}\}} 1\.0"
     assert re.search(dispatched, text), text

@@ -44,6 +44,13 @@ def test_pool_process_sigkill_reruns_its_task_on_another_process_within_1s(
         neighbours.append(neighbour.id)
         pid = _first_start(ledger, victim.id)["pid"]
         assert pid in worker.children()
+        # Kill inside the body, not between the claim and the body (a fresh
+        # replacement process takes a few ms to get there): the victim's
+        # count of 2 executions below depends on it.
+        vid = victim.id
+        wait_until(
+            lambda vid=vid: ledger.executions([vid]) == {vid: 1}, 5, "the victim's body to run"
+        )
         kills[victim.id] = (now_ms(), pid)
         os.kill(pid, signal.SIGKILL)
         assert victim.result(timeout=15)["pid"] != pid
