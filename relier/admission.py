@@ -11,8 +11,12 @@ until the next call would be admitted: that is the ``retry_after`` of
 :class:`~relier.errors.AdmissionRejectedError`, and the HTTP adapters'
 ``Retry-After``.
 
-Keys: ``rl:rate:<task>`` or ``rl:rate:<task>:<rate key>`` (string, PX about
-one interval).
+:func:`admit` and :func:`aadmit` take a call from a named limit without
+pushing anything (``admit.lua``, the same GCRA): the web adapters' per-route
+limits use them.
+
+Keys: ``rl:rate:<task>`` or ``rl:rate:<task>:<rate key>``, and ``rl:rate:<name>``
+of :func:`admit` (string, PX about one interval).
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from .connection import translate_errors, translate_errors_async
+from .errors import AdmissionRejectedError, ConfigurationError
 
-__all__ = ["Admission", "parse_rate"]
+if TYPE_CHECKING:
+    from .app import Relier
+
+__all__ = ["Admission", "aadmit", "admit", "parse_rate"]
 
 _UNITS = {"s": 1_000.0, "m": 60_000.0, "h": 3_600_000.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
@@ -86,3 +94,43 @@ class Admission:
         if "}" in key or "{" in key:
             raise ConfigurationError(f"rate_key returned {key!r}; braces are not allowed")
         return f"{task_name}:{key}"
+
+
+def _check_limit(name: str, interval_ms: float, burst: int) -> None:
+    if not name or "{" in name or "}" in name:
+        raise ConfigurationError(f"rate limit name {name!r} must be non-empty, without braces")
+    if not interval_ms > 0:
+        raise ConfigurationError(f"a rate limit's interval must be > 0 ms, got {interval_ms!r}")
+    if burst < 1:
+        raise ConfigurationError(f"rate_burst must be >= 1, got {burst}")
+
+
+def admit(relier: Relier, name: str, interval_ms: float, burst: int = 1) -> None:
+    """Take one call from the cluster-wide rate limit ``name``; nothing is pushed.
+
+    Args:
+        name: the limit's name (its key is ``rl:rate:<name>``); every caller
+            that names it shares one limit.
+        interval_ms: milliseconds between calls (:func:`parse_rate` of ``"10/s"``).
+        burst: calls admitted at once after a quiet spell.
+
+    Raises:
+        AdmissionRejectedError: the limit is used up (reason ``"rate"``);
+            ``retry_after`` is the exact wait until this call would be admitted.
+        ConfigurationError: an empty name or one with braces, an interval <= 0
+            or a burst < 1.
+    """
+    _check_limit(name, interval_ms, burst)
+    with translate_errors(relier.settings.redis_url):
+        wait_ms = relier.scripts.admit(name, interval_ms, burst)
+    if wait_ms:
+        raise AdmissionRejectedError(name, wait_ms / 1000, "rate")
+
+
+async def aadmit(relier: Relier, name: str, interval_ms: float, burst: int = 1) -> None:
+    """Async :func:`admit`, on the running loop's Redis client."""
+    _check_limit(name, interval_ms, burst)
+    async with translate_errors_async(relier.settings.redis_url):
+        wait_ms = await (await relier.ascripts()).admit(name, interval_ms, burst)
+    if wait_ms:
+        raise AdmissionRejectedError(name, wait_ms / 1000, "rate")

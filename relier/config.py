@@ -22,8 +22,10 @@ ENV_PREFIX = "RELIER_"
 # Shortest signing key accepted, in bytes (of its UTF-8 encoding): 128 bits,
 # the least that keeps a brute-force search of HMAC-SHA256 keys out of reach.
 MIN_SIGNING_KEY_BYTES = 16
+# Shortest admin API bearer token accepted, in bytes: the same 128 bits.
+MIN_ADMIN_TOKEN_BYTES = 16
 # Fields whose values an error message must never show.
-_SECRET_FIELDS = {"signing_key", "signing_old_keys"}
+_SECRET_FIELDS = {"admin_token", "signing_key", "signing_old_keys"}
 
 
 class RelierSettings(BaseSettings):
@@ -130,6 +132,11 @@ class RelierSettings(BaseSettings):
         description="Serve the worker's metrics for Prometheus on this port (all interfaces, "
         "/metrics), from the worker's main process. Needs the otel extra.",
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the web adapters' admin API (/relier) requires, unless the "
+        "app passes its own token or authentication dependency. At least 16 bytes.",
+    )
 
     @field_validator("redis_url", "broker_url")
     @classmethod
@@ -160,6 +167,18 @@ class RelierSettings(BaseSettings):
                     "RELIER_SIGNING_OLD_KEYS, where this key goes when it is rotated out)"
                 )
             _check_length(_split_keys(value) or [b""], "the key")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message gives the length only, never the value: it is a secret.
+        size = len(value.get_secret_value().encode()) if value is not None else None
+        if size is not None and size < MIN_ADMIN_TOKEN_BYTES:
+            raise ValueError(
+                f"the admin token is {size} bytes; it needs at least {MIN_ADMIN_TOKEN_BYTES} "
+                "(make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return value
 
     @field_validator("signing_old_keys")

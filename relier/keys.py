@@ -35,6 +35,10 @@ key                         type    written by      lifetime
 ``rl:leader``               string  resurrector     the resurrector lock; PX
 ``rl:rate:<task>[:<key>]``  string  dispatch        GCRA arrival time of the
                                                     next call; PX ~ interval
+``rl:rate:<name>``          string  admit           the same, for a limit on
+                                                    work that is not a push
+                                                    (web adapters' routes use
+                                                    ``http:<route>[:<key>]``)
 ``rl:lock:{<key>}``         string  locks           holder token of an
                                                     idempotency lock; PX ttl
 ``rl:lock:{<key>}:fence``   string  locks           last fence handed out for

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 SCRIPT_NAMES = (
+    "admit",
     "checkpoint",
     "claim",
     "complete",
@@ -128,6 +129,9 @@ class _Args:
     def __init__(self, keys: Keys, history_max: int) -> None:
         self.keys = keys
         self.hmax = history_max
+
+    def admit(self, bucket: str, interval_ms: float, burst: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.rate(bucket)], [interval_ms, burst]
 
     def dispatch(
         self,
@@ -324,6 +328,12 @@ class Scripts:
     def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
         keys, argv = built
         return self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
+        """Take one call from the rate limit ``bucket`` (``admit.lua``): 0 when
+        admitted, else the milliseconds until the same call would be."""
+        raw = self._call("admit", self.args.admit(bucket, interval_ms, burst))
+        return 0 if int(raw[0]) else int(raw[1])
 
     def dispatch(self, *a: Any) -> tuple[bool, str]:
         """Journal and publish one task; ``(created, state)`` (state ``CONFLICT``
@@ -529,6 +539,11 @@ class AsyncScripts:
     async def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
         keys, argv = built
         return await self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    async def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
+        """Async :meth:`Scripts.admit`."""
+        raw = await self._call("admit", self.args.admit(bucket, interval_ms, burst))
+        return 0 if int(raw[0]) else int(raw[1])
 
     async def dispatch(self, *a: Any) -> tuple[bool, str]:
         raw = await self._call("dispatch", self.args.dispatch(*a))

@@ -278,3 +278,23 @@ def test_prometheus_port_must_be_a_port_number(monkeypatch: pytest.MonkeyPatch, 
         load_settings()
     assert "RELIER_PROMETHEUS_PORT" in str(info.value)
     assert f"(got {port!r})" in str(info.value)
+
+
+# --- the web adapters' admin token -----------------------------------------------------
+
+
+def test_admin_token_is_unset_by_default_and_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().admin_token is None
+    monkeypatch.setenv("RELIER_ADMIN_TOKEN", "an-admin-token-of-32-characters!")
+    settings = load_settings()
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "an-admin-token-of-32-characters!"
+    assert "an-admin-token" not in repr(settings)
+
+
+def test_a_short_admin_token_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(admin_token="tiny-secret")
+    message = str(info.value)
+    assert "RELIER_ADMIN_TOKEN" in message and "11 bytes" in message
+    assert "tiny-secret" not in message

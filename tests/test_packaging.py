@@ -17,6 +17,9 @@ import sys
 import relier, relier_fastapi, relier_flask, relier_django
 from relier.scripts import lua_dir, load_all
 import redis
+from relier_fastapi import dashboard
+# The dashboard's files are package data of relier_fastapi.
+assert all(dashboard._asset(name) for name in ("dashboard.html", "dashboard.js", "dashboard.css"))
 print(lua_dir())
 print(sorted(load_all(redis.Redis.from_url(sys.argv[1]))))
 """

@@ -46,9 +46,9 @@ def test_script_is_cluster_safe_and_clock_free(name: str) -> None:
     else:
         assert not derived, (name, derived)
     # Time comes from ARGV (one clock, controllable in tests), with one
-    # documented exception: dispatch's rate limiter reads Redis's own clock,
-    # because producers on several hosts share one limit.
-    if name == "dispatch":
+    # documented exception: the rate limiter (in dispatch, and alone in admit)
+    # reads Redis's own clock, because producers on several hosts share one limit.
+    if name in ("admit", "dispatch"):
         assert code.count("redis.call('TIME')") == 1
         code = code.replace("redis.call('TIME')", "")
     assert "'TIME'" not in code
