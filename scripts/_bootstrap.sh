@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by scripts/test and scripts/demo. Leaves the shell in the repo root with:
 #   - .venv holding an editable install of ".[dev]" (reinstalled only when pyproject.toml changes),
-#   - redis-server 7+ on PATH (installed with apt-get when missing and we are root).
+#   - redis-server 7+ on PATH (installed with apt-get when missing and we are root),
+#   - with _relier_need_browser=1 (scripts/test): Debian's chromium, installed the same way.
 # Silent when everything is already in place. Any failure exits with one line saying what to do.
 
 _relier_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -103,4 +104,30 @@ if ! _relier_redis_major; then
     fi
 fi
 
-unset _relier_candidate _relier_stamp _relier_sha _relier_redis_hint
+# --- Chromium, for the dashboard's browser test ---------------------------------------------
+# Only when the sourcing script asks (scripts/test sets _relier_need_browser=1; the demo does
+# not). Debian's package: Playwright drives /usr/bin/chromium (or $RELIER_TEST_CHROMIUM) and
+# never downloads a browser of its own.
+if [ "${_relier_need_browser:-0}" = "1" ]; then
+    _relier_chromium="${RELIER_TEST_CHROMIUM:-/usr/bin/chromium}"
+    _relier_chromium_hint="relier: Chromium is required (tests/adapters/test_dashboard_browser.py); install it with: sudo apt-get install -y chromium"
+    if ! command -v "$_relier_chromium" >/dev/null 2>&1; then
+        if [ -n "${RELIER_TEST_CHROMIUM:-}" ]; then
+            _relier_die "RELIER_TEST_CHROMIUM=$RELIER_TEST_CHROMIUM is not an executable Chromium"
+        fi
+        if _relier_is_root && command -v apt-get >/dev/null 2>&1; then
+            _relier_say "installing chromium with apt-get"
+            if ! _relier_apt_install chromium; then
+                echo "$_relier_chromium_hint" >&2
+                exit 1
+            fi
+            hash -r
+        fi
+        if ! command -v "$_relier_chromium" >/dev/null 2>&1; then
+            echo "$_relier_chromium_hint" >&2
+            exit 1
+        fi
+    fi
+fi
+
+unset _relier_candidate _relier_stamp _relier_sha _relier_redis_hint _relier_chromium _relier_chromium_hint
