@@ -1,0 +1,119 @@
+"""The Django example (examples/django_project) live: ``manage.py runserver
+--noreload`` in a subprocess and a real worker, driven over HTTP with httpx.
+
+Push from sync views, result, 429 with Retry-After (a task's rate limit), a
+task that dies, its release through the admin API and its second run on the
+worker, and the admin API's 401/403.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from relier.localredis import free_port
+from relier.testing import WorkerFactory
+from tests.adapters._live import assert_429, outcome, serve
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "django_project"
+TOKEN = "live-django-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def env(relier_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    # The project's sqlite file goes to the test's folder, not the example's.
+    return {**relier_env, "RELIER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(EXAMPLE),
+            "DJANGO_DB": str(tmp_path / "db.sqlite3")}  # fmt: skip
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
+    """The example project on Django's development server; an httpx client on it."""
+    port = free_port()
+    command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    with serve(
+        command, port=port, env=env, cwd=EXAMPLE, log=tmp_path / "django.log",
+        ready_path="/relier/health", ready_headers=AUTH,
+    ) as client:  # fmt: skip
+        yield client
+
+
+def test_the_example_project_over_http_with_a_real_worker(
+    server: httpx.Client, rl_worker: WorkerFactory, env: dict[str, str]
+) -> None:
+    rl_worker("tasks", env=env)
+
+    # The admin API wants the token.
+    assert server.get("/relier/status").status_code == 401
+    assert server.get("/relier/status", headers={"Authorization": "Bearer nope"}).status_code == 403
+    workers = server.get("/relier/workers", headers=AUTH).json()
+    assert [w["alive"] for w in workers] == [True]
+
+    # task.push in a sync view; the worker runs it.
+    task_id = server.post("/signup", params={"email": "ada@example.com"}).json()["task_id"]
+    assert outcome(server, task_id) == {
+        "id": task_id, "state": "SUCCEEDED", "result": "welcome mail sent to ada@example.com"
+    }  # fmt: skip
+
+    # A task's rate limit (1/s per user): 429 with Retry-After, then admitted again.
+    assert server.post("/notify/alice", params={"text": "1"}).status_code == 200
+    wait = assert_429(server.post("/notify/alice", params={"text": "2"}))
+    assert 0 < wait <= 1
+    assert server.post("/notify/bob", params={"text": "1"}).status_code == 200
+    time.sleep(wait + 0.05)
+    third = server.post("/notify/alice", params={"text": "3"})
+    assert third.status_code == 200
+    assert outcome(server, third.json()["task_id"])["result"] == "notified alice: 3"
+
+    # A task that dies, seen and released through the admin API, runs again.
+    dead_id = server.post("/exports/nope").json()["task_id"]
+    died = outcome(server, dead_id)
+    assert (died["state"], died["reason"]) == ("DEAD", "not_retryable")
+    entries = server.get("/relier/dlq", headers=AUTH).json()["entries"]
+    assert [(e["id"], e["reason"]) for e in entries] == [(dead_id, "not_retryable")]
+    shown = server.get(f"/relier/dlq/{dead_id}", headers=AUTH).json()
+    assert "KeyError" in shown["traceback"]
+    # A token client's POST needs no CSRF token, but it does need the token.
+    assert server.post("/relier/dlq/release", json={"ids": [dead_id]}).status_code == 401
+    released = server.post("/relier/dlq/release", json={"ids": [dead_id]}, headers=AUTH)
+    assert released.status_code == 200, released.text
+    assert list(released.json()["released"]) == [dead_id]
+    deadline = time.monotonic() + 15
+    while True:
+        detail = server.get(f"/relier/tasks/{dead_id}", headers=AUTH).json()
+        events = [e["e"] for e in detail["history"]]
+        if detail["state"] == "DEAD" and "released" in events:
+            break
+        assert time.monotonic() < deadline, detail
+        time.sleep(0.1)
+    # It ran again on the worker after the release, and died again.
+    assert events.index("released") < len(events) - 1
+    assert events.count("started") == 2, events
+    wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+    assert (
+        server.post("/relier/dlq/purge", json={"ids": [dead_id]}, headers=wrong).status_code == 403
+    )
+    purged = server.post("/relier/dlq/purge", json={"ids": [dead_id]}, headers=AUTH).json()
+    assert purged == {"purged": [dead_id], "refused": {}}
+
+    status = server.get("/relier/status", headers=AUTH).json()
+    assert status["workers_alive"] == 1 and status["dlq"] == 0
+    assert status["rates"]["counts"]["succeeded"] >= 3
+
+    # manage.py rl: the rl command line on the project's settings.
+    command = [sys.executable, "manage.py", "rl", "status", "--json",
+               "--settings", "project.settings"]  # fmt: skip
+    proc = subprocess.run(command, cwd=EXAMPLE, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["workers_alive"] == 1
+    missing = [sys.executable, "manage.py", "rl", "task", "no-such-task"]
+    proc = subprocess.run(missing, cwd=EXAMPLE, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "no-such-task" in proc.stderr
