@@ -21,36 +21,35 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import BaseModel, SecretStr
 
 from relier import (
-    ConfigurationError,
-    Reason,
     RedisUnavailableError,
     TaskNotFoundError,
     dlq,
     inspection,
 )
-from relier.config import MIN_ADMIN_TOKEN_BYTES
+from relier.admin_api import (
+    MAX_ID_LENGTH,
+    MAX_IDS,
+    InvalidRequest,
+    TokenDigest,
+    parse_query,
+    parse_task_ids,
+)
+from relier.admin_api import DlqQuery as _DlqQuery
+from relier.admin_api import InflightQuery as _InflightQuery
+from relier.admin_api import StatusQuery as _StatusQuery
+from relier.admin_api import parse_task_id as _task_id
 from relier.connection import translate_errors
 from relier.leases import list_workers
 
@@ -59,45 +58,6 @@ from .hub import relier_of
 __all__ = ["MAX_IDS", "MAX_ID_LENGTH", "AdminAuth", "View", "admin_views"]
 
 View = Callable[..., HttpResponse]
-
-MAX_IDS = 1000
-"""Most task ids one release or purge request may name."""
-
-MAX_ID_LENGTH = 200
-"""Longest task id the admin API accepts."""
-
-_MAX_MS = 2**53
-_TaskId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^{}]+$")
-]
-_Pattern = Annotated[str, StringConstraints(max_length=200)]
-_TASK_ID: TypeAdapter[str] = TypeAdapter(_TaskId)
-M = TypeVar("M", bound=BaseModel)
-
-
-class _StatusQuery(BaseModel):
-    queue: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=50
-    )
-
-
-class _InflightQuery(BaseModel):
-    queue: _Pattern | None = None
-    task: _Pattern | None = None
-
-
-class _DlqQuery(BaseModel):
-    task: _Pattern | None = None
-    reason: Reason | None = None
-    since_ms: int | None = Field(None, ge=0, le=_MAX_MS)
-    before_ms: int | None = Field(None, ge=0, le=_MAX_MS)
-    limit: int = Field(100, ge=1, le=1000)
-
-
-class _TaskIds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ids: list[_TaskId] = Field(min_length=1, max_length=MAX_IDS)
 
 
 class _Stop(Exception):
@@ -108,16 +68,11 @@ class _Stop(Exception):
         self.response = response
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def _detail(message: Any, status: int) -> JsonResponse:
     return JsonResponse({"detail": message}, status=status)
-
-
-def _invalid(where: str, error: ValidationError) -> _Stop:
-    detail = [
-        {**e, "loc": [where, *e["loc"]]}
-        for e in error.errors(include_url=False, include_context=False)
-    ]
-    return _Stop(_detail(detail, 422))
 
 
 class AdminAuth:
@@ -140,21 +95,12 @@ class AdminAuth:
     def __init__(
         self, token: str | SecretStr | None, *, staff: bool, allow_unauthenticated: bool = False
     ) -> None:
-        self._digest: bytes | None = None
-        if token is not None:
-            raw = (token.get_secret_value() if isinstance(token, SecretStr) else token).encode()
-            if len(raw) < MIN_ADMIN_TOKEN_BYTES:
-                raise ConfigurationError(
-                    f"the admin token is {len(raw)} bytes; it needs at least "
-                    f"{MIN_ADMIN_TOKEN_BYTES} (make one with `python -c 'import secrets; "
-                    "print(secrets.token_urlsafe(32))'`)"
-                )
-            self._digest = hashlib.sha256(raw).digest()
+        self._token = None if token is None else TokenDigest(token)
         self.staff = staff
-        self.open = allow_unauthenticated and self._digest is None and not staff
+        self.open = allow_unauthenticated and self._token is None and not staff
 
     def __repr__(self) -> str:
-        return f"<AdminAuth token={'***' if self._digest else None} staff={self.staff}>"
+        return f"<AdminAuth token={'***' if self._token else None} staff={self.staff}>"
 
     def check(self, request: HttpRequest) -> HttpResponse | None:
         """None to let ``request`` in, or the 401/403 response to end it with."""
@@ -163,10 +109,7 @@ class AdminAuth:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         given = given.strip()
         if scheme.lower() == "bearer" and given:
-            digest = self._digest or b"\0" * 32
-            if self._digest is None or not hmac.compare_digest(
-                hashlib.sha256(given.encode()).digest(), digest
-            ):
+            if self._token is None or not self._token.matches(given):
                 return _detail("the admin token is not valid", 403)
             return None
         user = getattr(request, "user", None)
@@ -186,18 +129,7 @@ class AdminAuth:
 
 def _query(request: HttpRequest, model: type[M], lists: tuple[str, ...] = ()) -> M:
     args = request.GET
-    data: dict[str, Any] = {k: args.getlist(k) if k in lists else args[k] for k in args}
-    try:
-        return model.model_validate({k: v for k, v in data.items() if k in model.model_fields})
-    except ValidationError as exc:
-        raise _invalid("query", exc) from None
-
-
-def _task_id(value: str) -> str:
-    try:
-        return _TASK_ID.validate_python(value)
-    except ValidationError as exc:
-        raise _invalid("path", exc) from None
+    return parse_query(model, {k: args.getlist(k) if k in lists else args[k] for k in args})
 
 
 def _ids(request: HttpRequest) -> list[str]:
@@ -207,10 +139,7 @@ def _ids(request: HttpRequest) -> list[str]:
             body = json.loads(request.body)
         except ValueError as exc:
             raise _Stop(_detail(f"the body is not JSON: {exc}", 400)) from None
-    try:
-        return _TaskIds.model_validate(body).ids
-    except ValidationError as exc:
-        raise _invalid("body", exc) from None
+    return parse_task_ids(body)
 
 
 def _json(result: Any) -> JsonResponse:
@@ -232,6 +161,8 @@ def admin_views(auth: AdminAuth) -> dict[str, View]:
                 return view(request, *args, **kwargs)
             except _Stop as stop:
                 return stop.response
+            except InvalidRequest as exc:
+                return _detail(exc.detail, 422)
             except TaskNotFoundError as exc:
                 return _detail(str(exc), 404)
             except RedisUnavailableError as exc:

@@ -19,8 +19,6 @@ and purge run ``dlq_release.lua`` and ``dlq_purge.lua``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import time
 from collections.abc import Iterator, Sequence
 from enum import Enum
@@ -40,7 +38,7 @@ from relier import (
     inspection,
     load_settings,
 )
-from relier.config import MIN_ADMIN_TOKEN_BYTES
+from relier.admin_api import MAX_ID_LENGTH, MAX_MS, MAX_PATTERN_LENGTH, TASK_ID_PATTERN, TokenDigest
 from relier.connection import translate_errors
 from relier.dlq import Reason
 from relier.leases import list_workers
@@ -48,7 +46,6 @@ from relier.leases import list_workers
 from . import dashboard
 from .dispatcher import relier_of
 from .schemas import (
-    MAX_ID_LENGTH,
     RelierDeadTask,
     RelierDlqPage,
     RelierHealth,
@@ -65,14 +62,15 @@ from .schemas import (
 
 __all__ = ["AdminToken", "relier_admin_router"]
 
-# Times in ms since the epoch: bounded so Redis always reads them as numbers.
-_MAX_MS = 2**53
 _TaskIdPath = Annotated[
-    str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^{}]+$", description="Task id")
+    str,
+    Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=TASK_ID_PATTERN, description="Task id"),
 ]
 _Pattern = Annotated[
     str | None,
-    Query(max_length=200, description="A name, or a shell-style pattern (`billing.*`)."),
+    Query(
+        max_length=MAX_PATTERN_LENGTH, description="A name, or a shell-style pattern (`billing.*`)."
+    ),
 ]
 
 
@@ -93,21 +91,15 @@ class AdminToken(HTTPBearer):
             description="The admin token (RELIER_ADMIN_TOKEN), as `Authorization: Bearer <token>`.",
             auto_error=True,
         )
-        raw = (token.get_secret_value() if isinstance(token, SecretStr) else token).encode()
-        if len(raw) < MIN_ADMIN_TOKEN_BYTES:
-            raise ConfigurationError(
-                f"the admin token is {len(raw)} bytes; it needs at least {MIN_ADMIN_TOKEN_BYTES} "
-                "(make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            )
-        self._digest = hashlib.sha256(raw).digest()
+        self._token = TokenDigest(token)
 
     def __repr__(self) -> str:
         return "<AdminToken ***>"
 
     async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
         credentials = await super().__call__(request)  # 401 when missing: auto_error
-        given = b"" if credentials is None else credentials.credentials.encode()
-        if not hmac.compare_digest(hashlib.sha256(given).digest(), self._digest):
+        given = "" if credentials is None else credentials.credentials
+        if not self._token.matches(given):
             raise HTTPException(status_code=403, detail="the admin token is not valid")
         return credentials
 
@@ -237,8 +229,8 @@ def relier_admin_router(
         request: Request,
         task: _Pattern = None,
         reason: Reason | None = None,
-        since_ms: Annotated[int | None, Query(ge=0, le=_MAX_MS)] = None,
-        before_ms: Annotated[int | None, Query(ge=0, le=_MAX_MS)] = None,
+        since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
+        before_ms: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> RelierDlqPage:
         """Dead letter queue entries, newest first, matching every filter given."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relier import AdmissionRejectedError, ConfigurationError
+from relier.admin_api import PROBLEM_JSON, problem_body, retry_after_seconds
 from relier.admission import aadmit, parse_rate
 
 from .dispatcher import relier_of
@@ -42,22 +42,11 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-PROBLEM_JSON = "application/problem+json"
-"""The media type of RFC 9457 problem details."""
-
 KeyFunction = Callable[[Request], str | int | Awaitable[str | int | None] | None]
 """What ``rate_limit(key=...)`` takes: the request in, the limit's key out."""
 
 # A key longer than this, or with braces (Redis Cluster hash tags), is hashed.
 _MAX_KEY = 100
-
-
-def retry_after_seconds(retry_after: float) -> int:
-    """The ``Retry-After`` value for a wait of ``retry_after`` seconds: rounded
-    up to whole seconds (HTTP has no fractions), at least 1."""
-    if not math.isfinite(retry_after):
-        return 1
-    return max(1, math.ceil(retry_after))
 
 
 def problem_response(exc: AdmissionRejectedError, problem_type: str = "about:blank") -> Response:
@@ -67,20 +56,12 @@ def problem_response(exc: AdmissionRejectedError, problem_type: str = "about:bla
     ``detail``, and the extension members ``retry_after`` (seconds, not
     rounded) and ``reason`` (``rate`` or ``depth``).
     """
-    what = "a rate limit" if exc.reason == "rate" else "a queue's depth cap"
     header = retry_after_seconds(exc.retry_after)
-    # JSON has no infinity: an error raised by hand with one gets the header's wait.
-    wait = max(exc.retry_after, 0.0) if math.isfinite(exc.retry_after) else float(header)
-    body = {
-        "type": problem_type,
-        "title": "Too Many Requests",
-        "status": 429,
-        "detail": f"refused by {what}; retry after {wait:.3f} s",
-        "retry_after": wait,
-        "reason": exc.reason,
-    }
     return JSONResponse(
-        body, status_code=429, headers={"Retry-After": str(header)}, media_type=PROBLEM_JSON
+        problem_body(exc, problem_type),
+        status_code=429,
+        headers={"Retry-After": str(header)},
+        media_type=PROBLEM_JSON,
     )
 
 

@@ -22,35 +22,35 @@ and purge run ``dlq_release.lua`` and ``dlq_purge.lua``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import BaseModel, SecretStr
 from werkzeug.exceptions import HTTPException
 
 from relier import (
     ConfigurationError,
-    Reason,
     RedisUnavailableError,
     TaskNotFoundError,
     dlq,
     inspection,
 )
-from relier.config import MIN_ADMIN_TOKEN_BYTES
+from relier.admin_api import (
+    MAX_ID_LENGTH,
+    MAX_IDS,
+    InvalidRequest,
+    TokenDigest,
+    parse_query,
+    parse_task_ids,
+)
+from relier.admin_api import DlqQuery as _DlqQuery
+from relier.admin_api import InflightQuery as _InflightQuery
+from relier.admin_api import StatusQuery as _StatusQuery
+from relier.admin_api import parse_task_id as _task_id
 from relier.connection import translate_errors
 from relier.leases import list_workers
 
@@ -63,58 +63,7 @@ AuthCallable = Callable[[], ResponseReturnValue | None]
 function: return None to let the request through, or a response (or call
 ``flask.abort(401)`` / ``abort(403)``) to stop it."""
 
-MAX_IDS = 1000
-"""Most task ids one release or purge request may name."""
-
-MAX_ID_LENGTH = 200
-"""Longest task id the admin API accepts."""
-
-# Times in ms since the epoch: bounded so Redis always reads them as numbers.
-_MAX_MS = 2**53
-# Braces are refused: no task id has them (they would change the Redis
-# Cluster slot of its keys), so an id with one names no task.
-_TaskId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^{}]+$")
-]
-_Pattern = Annotated[str, StringConstraints(max_length=200)]
-_TASK_ID: TypeAdapter[str] = TypeAdapter(_TaskId)
 M = TypeVar("M", bound=BaseModel)
-
-
-class _StatusQuery(BaseModel):
-    queue: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=50
-    )
-
-
-class _InflightQuery(BaseModel):
-    queue: _Pattern | None = None
-    task: _Pattern | None = None
-
-
-class _DlqQuery(BaseModel):
-    task: _Pattern | None = None
-    reason: Reason | None = None
-    since_ms: int | None = Field(None, ge=0, le=_MAX_MS)
-    before_ms: int | None = Field(None, ge=0, le=_MAX_MS)
-    limit: int = Field(100, ge=1, le=1000)
-
-
-class _TaskIds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ids: list[_TaskId] = Field(min_length=1, max_length=MAX_IDS)
-
-
-class _Invalid(Exception):
-    """A request whose parameters or body do not validate: a 422."""
-
-    def __init__(self, where: str, error: ValidationError) -> None:
-        super().__init__(where)
-        self.detail = [
-            {**e, "loc": [where, *e["loc"]]}
-            for e in error.errors(include_url=False, include_context=False)
-        ]
 
 
 def _detail(message: Any, status: int, headers: Mapping[str, str] | None = None) -> Response:
@@ -137,13 +86,7 @@ class AdminToken:
     """
 
     def __init__(self, token: str | SecretStr) -> None:
-        raw = (token.get_secret_value() if isinstance(token, SecretStr) else token).encode()
-        if len(raw) < MIN_ADMIN_TOKEN_BYTES:
-            raise ConfigurationError(
-                f"the admin token is {len(raw)} bytes; it needs at least {MIN_ADMIN_TOKEN_BYTES} "
-                "(make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            )
-        self._digest = hashlib.sha256(raw).digest()
+        self._token = TokenDigest(token)
 
     def __repr__(self) -> str:
         return "<AdminToken ***>"
@@ -154,25 +97,14 @@ class AdminToken:
         # Another scheme (Basic ...) is no credential at all, as for FastAPI's HTTPBearer.
         if not (scheme and given) or scheme.lower() != "bearer":
             return _detail("Not authenticated", 401, {"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest):
+        if not self._token.matches(given):
             return _detail("the admin token is not valid", 403)
         return None
 
 
 def _query(model: type[M], lists: tuple[str, ...] = ()) -> M:
     args = request.args
-    data: dict[str, Any] = {k: args.getlist(k) if k in lists else args[k] for k in args}
-    try:
-        return model.model_validate({k: v for k, v in data.items() if k in model.model_fields})
-    except ValidationError as exc:
-        raise _Invalid("query", exc) from None
-
-
-def _task_id(value: str) -> str:
-    try:
-        return _TASK_ID.validate_python(value)
-    except ValidationError as exc:
-        raise _Invalid("path", exc) from None
+    return parse_query(model, {k: args.getlist(k) if k in lists else args[k] for k in args})
 
 
 def _ids() -> list[str]:
@@ -183,10 +115,7 @@ def _ids() -> list[str]:
             body = json.loads(raw)
         except ValueError as exc:
             raise _NotJson(str(exc)) from None
-    try:
-        return _TaskIds.model_validate(body).ids
-    except ValidationError as exc:
-        raise _Invalid("body", exc) from None
+    return parse_task_ids(body)
 
 
 class _NotJson(Exception):
@@ -246,8 +175,8 @@ def admin_blueprint(
     def unavailable(exc: RedisUnavailableError) -> Response:
         return _detail(str(exc), 503)
 
-    @bp.errorhandler(_Invalid)
-    def invalid(exc: _Invalid) -> Response:
+    @bp.errorhandler(InvalidRequest)
+    def invalid(exc: InvalidRequest) -> Response:
         return _detail(exc.detail, 422)
 
     @bp.errorhandler(_NotJson)

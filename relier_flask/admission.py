@@ -19,24 +19,13 @@ Redis keys: none.
 from __future__ import annotations
 
 import json
-import math
 
 from flask import Response
 
 from relier import AdmissionRejectedError
+from relier.admin_api import PROBLEM_JSON, problem_body, retry_after_seconds
 
 __all__ = ["PROBLEM_JSON", "handle_admission_rejected", "problem_response", "retry_after_seconds"]
-
-PROBLEM_JSON = "application/problem+json"
-"""The media type of RFC 9457 problem details."""
-
-
-def retry_after_seconds(retry_after: float) -> int:
-    """The ``Retry-After`` value for a wait of ``retry_after`` seconds: rounded
-    up to whole seconds (HTTP has no fractions), at least 1."""
-    if not math.isfinite(retry_after):
-        return 1
-    return max(1, math.ceil(retry_after))
 
 
 def problem_response(exc: AdmissionRejectedError, problem_type: str = "about:blank") -> Response:
@@ -47,19 +36,8 @@ def problem_response(exc: AdmissionRejectedError, problem_type: str = "about:bla
     rounded) and ``reason`` (``rate`` or ``depth``). Needs no app context.
     """
     header = retry_after_seconds(exc.retry_after)
-    # A non-finite float would make invalid JSON ("Infinity").
-    wait = exc.retry_after if math.isfinite(exc.retry_after) else float(header)
-    what = "a rate limit" if exc.reason == "rate" else "a queue's depth cap"
-    body = {
-        "type": problem_type,
-        "title": "Too Many Requests",
-        "status": 429,
-        "detail": f"refused by {what}; retry after {wait:.3f} s",
-        "retry_after": wait,
-        "reason": exc.reason,
-    }
     return Response(
-        json.dumps(body),
+        json.dumps(problem_body(exc, problem_type)),
         status=429,
         headers={"Retry-After": str(header)},
         mimetype=PROBLEM_JSON,
