@@ -173,11 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_resurrector)
 
-    p = sub.add_parser("demo", help="run the live demo with its own redis-server and worker")
+    p = sub.add_parser(
+        "demo",
+        help="run the live demo: its own redis-server, two workers it kills mid-run, a ledger",
+    )
     p.add_argument(
         "--dir", default=".relier-demo", help="folder for the demo's Redis data and logs"
     )
-    p.add_argument("--tasks", type=int, default=200, help="how many tasks to push")
+    p.add_argument(
+        "--tasks",
+        type=int,
+        default=6000,
+        help="how many tasks to push (default 6000, under a minute)",
+    )
     p.set_defaults(func=cmd_demo)
     _cli_inspect.add_commands(sub)
     _cli_dlq.add_commands(sub)

@@ -1,83 +1,192 @@
-"""``rl demo``: a live run on a private Redis and a real worker.
+"""``rl demo``: a live run on a private Redis, two workers and the resurrector.
 
-Starts a redis-server (AOF on, noeviction) in a local folder unless
-``RELIER_REDIS_URL`` names one, starts ``rl worker`` on the demo tasks,
-pushes a mix of async, sync, flaky and broken tasks, shows progress, and
-ends with a ledger: every pushed id must be SUCCEEDED or DEAD (lost = 0).
-Every process it starts is stopped on the way out, even on Ctrl-C.
+Starts a redis-server (AOF on, ``noeviction``) in a local folder unless
+``RELIER_REDIS_URL`` names one, two ``rl worker`` processes and ``rl
+resurrector``; pushes a mix of idempotent payments (some pushed twice), slow
+checkpointing reports, async, sync, flaky and broken tasks and one poison
+pill; SIGKILLs one worker and SIGTERMs the other mid-run (starting a
+replacement for each); and ends with the journal's ledger: lost and double
+commits must both be 0 (:mod:`relier._demo_tally`). Every process it starts
+is stopped on the way out, even on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ._demo_tally import Kill, read_states, render, tally
 from .app import Relier
+from .clock import now_ms
 from .config import load_settings
 from .handle import TERMINAL_STATES, TaskHandle
-from .localredis import LocalRedis
+from .localredis import LocalRedis, die_with_parent
+from .task import RlTask
 
 __all__ = ["run_demo"]
+
+DEFAULT_TASKS = 6000  # about 45 s on two cores
+WAIT_LIMIT = 180.0  # seconds for the whole mix before the unfinished count as lost
+SIGKILL_AT = 0.25  # share of tasks finished when one worker is SIGKILLed...
+SIGTERM_AT = 0.55  # ...and when the other is SIGTERMed
+SHUTDOWN_GRACE = 0.3  # seconds, unless RELIER_SHUTDOWN_GRACE says otherwise
 
 
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "relier", "worker", "-A", "relier._demo_tasks",
-        "--concurrency", "2", "--loglevel", "INFO", "--hostname", "demo1@%h",
-        "--without-mingle", "--without-gossip", "-Q", "relier-demo",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+class _Processes:
+    """The workers and the resurrector the demo started, by name."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with self.log(name).open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "relier", *args], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )  # fmt: skip
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            name, "worker", "-A", "relier._demo_tasks", "--concurrency", "2",
+            "--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-mingle",
+            "--without-gossip", "-Q", "relier-demo",
         )  # fmt: skip
 
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        proc, path = self.procs[name], self.log(name)
+        deadline = time.monotonic() + timeout
+        while "Relier worker ready" not in path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(path.read_text(errors="replace").splitlines()[-30:])
+                raise SystemExit(
+                    f"rl demo: worker {name} did not start; its log ends with:\n{tail}"
+                )
+            time.sleep(0.1)
 
-def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while "Relier worker ready" not in log_path.read_text(errors="replace"):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-            raise SystemExit(f"rl demo: the worker did not start; its log ends with:\n{tail}")
-        time.sleep(0.1)
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            # The session may hold pool processes that outlive their parent.
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
 
 
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
-def _states(relier: Relier, handles: list[TaskHandle]) -> list[str]:
+def _push(n: int, run: str) -> tuple[list[TaskHandle], int, dict[str, str], list[TaskHandle]]:
+    """Push the mix for ``n`` tasks, interleaved in ten rounds so every kind is in
+    flight all along: (distinct handles, pushes, task id -> payment id, reports)."""
+    from . import _demo_tasks as demo
+
+    payments = max(1, n * 3 // 10)
+    reports = max(2, n // 100)
+    rest = max(3, n - payments - reports - 2)
+    third = rest // 3
+    payment_calls = [(f"pay-{run}-{i}", 500 + i % 4500) for i in range(payments)]
+    # Every twentieth payment is pushed again (a client retrying after a timeout).
+    again = payment_calls[::20]
+    mix: list[tuple[RlTask[..., Any], list[tuple[Any, ...]]]] = [
+        (demo.charge_payment, list(payment_calls)),
+        (demo.fetch_quote, [(i,) for i in range(third)]),
+        (demo.make_invoice, [(i,) for i in range(third)]),
+        (demo.build_report, [(i,) for i in range(reports)]),
+        (demo.charge_card, [(i,) for i in range(rest - 2 * third)]),
+        (demo.charge_payment, list(again)),
+    ]
+    handles: list[TaskHandle] = []
+    pushes, payment_of, report_handles = 0, {}, []
+    rounds = 10
+    for r in range(rounds):
+        for task, calls in mix:
+            part = calls[r * len(calls) // rounds : (r + 1) * len(calls) // rounds]
+            if not part:
+                continue
+            pushed = task.push_many(part)
+            pushes += len(pushed)
+            handles += pushed
+            if task is demo.charge_payment:
+                payment_of.update({h.id: c[0] for h, c in zip(pushed, part, strict=True)})
+            if task is demo.build_report:
+                report_handles += pushed
+        if r == rounds // 2:
+            handles.append(demo.resize_image.push(7))
+            handles.append(demo.broken_export.push(1))
+            pushes += 2
+    distinct = list({h.id: h for h in handles}.values())
+    _say(
+        f"pushed {pushes} tasks: {payments} idempotent payments ({len(again)} of them pushed "
+        f"twice), {reports} slow reports that checkpoint, {third} async quotes, {third} sync "
+        f"invoices, {rest - 2 * third} flaky card charges, one poison pill that kills its "
+        "process, one broken export"
+    )
+    return distinct, pushes, payment_of, report_handles
+
+
+def _runs_report(relier: Relier, reports: list[TaskHandle], node: str) -> bool:
+    """Whether worker ``node`` is running one of the slow reports right now."""
     with relier.redis.pipeline(transaction=False) as pipe:
-        for h in handles:
-            pipe.hget(relier.keys.task(h.id).job, "state")
-        return [s.decode() if s else "MISSING" for s in pipe.execute()]
+        for h in reports:
+            pipe.hmget(relier.keys.task(h.id).job, "state", "owner")
+        rows = pipe.execute()
+    return any(
+        state == b"RUNNING" and owner and owner.decode().startswith(f"{node}@")
+        for state, owner in rows
+    )
 
 
-def run_demo(workdir: str = ".relier-demo", tasks: int = 200) -> int:
-    """Run the demo; returns 0 when nothing was lost."""
+def _progress(counts: Counter[str], total: int, note: str, tty: bool) -> None:
+    done = counts["SUCCEEDED"] + counts["DEAD"]
+    line = (
+        f"  {done:5d}/{total} done   succeeded {counts['SUCCEEDED']:5d}   dead "
+        f"{counts['DEAD']:2d}   retrying {counts['RETRYING']:3d}   running/queued "
+        f"{total - done - counts['RETRYING']:5d}   {note}"
+    )
+    if tty:
+        print(f"\r{line:<120}", end="", flush=True)
+    else:
+        _say(line.rstrip())
+
+
+def run_demo(workdir: str = ".relier-demo", tasks: int = DEFAULT_TASKS) -> int:
+    """Run the demo; returns 0 when nothing was lost or committed twice."""
     from . import _demo_tasks as demo
 
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     own_redis: LocalRedis | None = None
     url = os.environ.get("RELIER_REDIS_URL")
-    worker: subprocess.Popen[bytes] | None = None
+    procs: _Processes | None = None
+    # SIGTERM (a closed terminal, `kill`) cleans up as Ctrl-C does; so does a
+    # Ctrl-C when the shell started the demo with SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if url is None:
             own_redis = LocalRedis(root / "redis")
@@ -86,79 +195,111 @@ def run_demo(workdir: str = ".relier-demo", tasks: int = 200) -> int:
             _say(f"redis-server started at {url} (AOF on, noeviction), data in {own_redis.dir}")
         else:
             _say(f"using RELIER_REDIS_URL={url}")
-        env = {**os.environ, "RELIER_REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
-        log_path = root / "worker.log"
-        worker = _start_worker(env, log_path)
-        _wait_ready(worker, log_path)
-        _say(f"worker started (pid {worker.pid}, 2 pool processes), log in {log_path}")
+        # A short shutdown grace: the SIGTERMed worker hands its running tasks
+        # back (to resume from their checkpoints) instead of finishing them.
+        env = {
+            "RELIER_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE),
+            **os.environ,
+            "RELIER_REDIS_URL": url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        procs = _Processes(root, env)
+        for name in ("demo1", "demo2"):
+            procs.start_worker(name)
+        procs.start("resurrector", "resurrector", "-A", "relier._demo_tasks")
+        for name in ("demo1", "demo2"):
+            procs.wait_ready(name)
+        _say(
+            f"workers demo1 and demo2 (2 pool processes each) and the resurrector started; "
+            f"logs in {root}"
+        )
 
         relier = Relier(load_settings(redis_url=url))
-        for task in (demo.fetch_quote, demo.make_invoice, demo.charge_card, demo.broken_export):
+        for task in (
+            demo.fetch_quote, demo.make_invoice, demo.charge_card, demo.charge_payment,
+            demo.build_report, demo.resize_image, demo.broken_export,
+        ):  # fmt: skip
             task.relier = relier
+        run = uuid.uuid4().hex[:8]
         started = time.monotonic()
-        third = max(1, tasks // 3)
-        handles = (
-            demo.fetch_quote.push_many([(i,) for i in range(third)])
-            + demo.make_invoice.push_many([(i,) for i in range(third)])
-            + demo.charge_card.push_many([(i,) for i in range(tasks - 2 * third)])
-            + [demo.broken_export.push(1)]
-        )
-        _say(
-            f"pushed {len(handles)} tasks: async quotes, sync invoices, flaky card charges "
-            "(every tenth fails once and is retried), one broken export"
-        )
-        states = _states(relier, handles)
-        deadline = time.monotonic() + 120
-        while sum(s in TERMINAL_STATES for s in states) < len(handles):
-            if time.monotonic() > deadline:
+        handles, pushes, payment_of, reports = _push(tasks, run)
+        kills: list[Kill] = []
+        tty = sys.stdout.isatty()
+        note, last_line = "", 0.0
+        deadline = time.monotonic() + WAIT_LIMIT
+        while True:
+            states = read_states(relier, handles)
+            counts = Counter(states)
+            done = sum(s in TERMINAL_STATES for s in states)
+            total = len(handles)
+            if not kills and _due(relier, reports, "demo1", done, total, SIGKILL_AT):
+                _signal_group(procs.procs["demo1"], signal.SIGKILL)
+                kills.append(Kill("SIGKILL", "demo1", now_ms()))
+                procs.procs["demo1"].wait()
+                procs.start_worker("demo3")
+                note = "SIGKILLed demo1, started demo3"
+                _say_event("SIGKILLed worker demo1 (and its pool); started demo3", tty)
+            elif len(kills) == 1 and _due(relier, reports, "demo2", done, total, SIGTERM_AT):
+                procs.procs["demo2"].send_signal(signal.SIGTERM)
+                kills.append(Kill("SIGTERM", "demo2", now_ms()))
+                procs.start_worker("demo4")
+                note = "SIGTERMed demo2, started demo4"
+                _say_event("SIGTERMed worker demo2 (it hands its work back); started demo4", tty)
+            if done == len(handles) or time.monotonic() > deadline:
                 break
-            done = Counter(states)
-            print(
-                f"\r  succeeded {done['SUCCEEDED']:5d}   dead {done['DEAD']:3d}   "
-                f"retrying {done['RETRYING']:3d}   pending/running "
-                f"{done['PENDING'] + done['RUNNING']:5d}",
-                end="",
-                flush=True,
-            )
+            if tty or time.monotonic() - last_line >= 2:
+                _progress(counts, len(handles), note, tty)
+                last_line = time.monotonic()
             time.sleep(0.2)
-            states = _states(relier, handles)
+        _progress(counts, len(handles), note, tty)
+        if tty:
+            print()
         elapsed = time.monotonic() - started
-        print()
-        return _report(relier, handles, states, elapsed)
+        ids = sorted(set(payment_of.values()))
+        runs = relier.redis.hmget(demo.CHARGE_RUNS, ids) if ids else []
+        charge_runs = {i: int(n or 0) for i, n in zip(ids, runs, strict=True)}
+        result = tally(relier, handles, pushes, payment_of, charge_runs, kills)
+        _say("")
+        for line in render(result):
+            _say(line)
+        _say(f"  elapsed           {elapsed:.1f} s   ({len(handles) / elapsed:.0f} tasks/s)")
+        if len(kills) < 2:
+            _say("FAIL: the run ended before both workers were signalled")
+            return 1
+        if result.ok:
+            _say("PASS: every task succeeded or is in the DLQ with a reason; none committed twice")
+            return 0
+        _say(f"FAIL: {result.lost} lost, {result.double_commits} double commits")
+        return 1
+    except KeyboardInterrupt:
+        _say("\ninterrupted; stopping")
+        return 130
     finally:
-        if worker is not None:
-            _stop_worker(worker)
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if procs is not None:
+            procs.stop_all()
         if own_redis is not None:
             own_redis.stop()
         _say("stopped every process the demo started")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _report(relier: Relier, handles: list[TaskHandle], states: list[str], elapsed: float) -> int:
-    from .dlq import get_dead
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    tally = Counter(states)
-    dead_reasons: Counter[str] = Counter()
-    for h, s in zip(handles, states, strict=True):
-        if s == "DEAD":
-            dead_reasons[get_dead(relier, h.id).reason] += 1
-    lost = len(handles) - tally["SUCCEEDED"] - tally["DEAD"]
-    sample: dict[str, Any] = {h.task_name: h.result(timeout=1) for h in handles[:1]}
-    with relier.redis.pipeline(transaction=False) as pipe:
-        for h in handles:
-            pipe.hget(relier.keys.task(h.id).job, "attempt")
-        attempts = [int(a or 0) for a in pipe.execute()]
-    retried = sum(1 for a, s in zip(attempts, states, strict=True) if a > 1 and s == "SUCCEEDED")
-    _say("")
-    _say(f"  pushed        {len(handles)}")
-    _say(f"  succeeded     {tally['SUCCEEDED']}   ({retried} of them after a retry)")
-    for reason, n in sorted(dead_reasons.items()):
-        _say(f"  in DLQ        {n}   reason {reason}")
-    _say(f"  lost          {lost}")
-    _say(f"  elapsed       {elapsed:.2f} s   ({len(handles) / elapsed:.0f} tasks/s end to end)")
-    _say(f"  first result  {sample}")
-    _say(
-        "PASS: every pushed task succeeded or is in the DLQ with a reason"
-        if lost == 0
-        else f"FAIL: {lost} tasks neither succeeded nor reached the DLQ"
-    )
-    return 0 if lost == 0 else 1
+
+def _due(
+    relier: Relier, reports: list[TaskHandle], node: str, done: int, total: int, share: float
+) -> bool:
+    """Time to signal ``node``: past ``share`` of the tasks, once it runs a slow
+    report (so the run shows one resuming from its checkpoint), or 15 points later."""
+    if done < share * total:
+        return False
+    return done >= (share + 0.15) * total or _runs_report(relier, reports, node)
+
+
+def _say_event(text: str, tty: bool) -> None:
+    _say(("\n" if tty else "") + text)

@@ -67,7 +67,7 @@ class Drain:
             )
             requeued, _ = take_back(self.relier, self.worker_id, "handoff_reserved")
             log.warning(
-                "relier: shutting down: handed back %d reserved tasks; running tasks get %.0f s",
+                "relier: shutting down: handed back %d reserved tasks; running tasks get %g s",
                 requeued, grace,
             )  # fmt: skip
         if cold:
