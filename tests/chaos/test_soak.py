@@ -61,11 +61,11 @@ def test_soak_random_pool_process_kills_lose_nothing_and_commit_once(
     deadline = time.monotonic() + SECONDS
     while time.monotonic() < deadline:
         time.sleep(KILL_EVERY_S)
-        pids = sorted(rng.choice(workers).children())
-        # A random pool process of a random worker, one running a task if any
-        # is: a kill of an idle process tests little.
+        # A pool process running a task, of either worker, if any is (a kill
+        # of an idle process tests little); else any process of a random one.
         busy = _running_pids(ledger)
-        pids = [p for p in pids if p in busy] or pids
+        children = sorted(p for w in workers for p in w.children())
+        pids = [p for p in children if p in busy] or sorted(rng.choice(workers).children())
         if pids:
             pid = rng.choice(pids)
             kills[pid] = now_ms()
