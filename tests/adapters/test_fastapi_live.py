@@ -8,8 +8,6 @@ second run on the worker, and the admin API's 401/403.
 
 from __future__ import annotations
 
-import math
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relier.localredis import die_with_parent, free_port
+from relier.localredis import free_port
 from relier.testing import WorkerFactory
+from tests.adapters._live import assert_429, outcome, serve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app"
 TOKEN = "live-test-admin-token-0123456789"
@@ -35,51 +34,13 @@ def env(relier_env: dict[str, str]) -> dict[str, str]:
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
     """uvicorn serving the example app; an httpx client on it."""
     port = free_port()
-    log = tmp_path / "uvicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLE),
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent(),
-        )  # fmt: skip
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if client.get("/relier/health", headers=AUTH).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not start; its log:\n{log.read_text()}")
-                time.sleep(0.05)
-            yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def outcome(client: httpx.Client, task_id: str) -> dict[str, object]:
-    response = client.get(f"/tasks/{task_id}", params={"wait": 15})
-    assert response.status_code == 200, response.text
-    body: dict[str, object] = response.json()
-    return body
-
-
-def assert_429(response: httpx.Response) -> float:
-    assert response.status_code == 429, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem = response.json()
-    assert problem["status"] == 429 and problem["title"] == "Too Many Requests"
-    retry_after: float = problem["retry_after"]
-    assert response.headers["Retry-After"] == str(max(1, math.ceil(retry_after)))
-    return retry_after
+    with serve(
+        [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLE),
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        port=port, env=env, log=tmp_path / "uvicorn.log",
+        ready_path="/relier/health", ready_headers=AUTH,
+    ) as client:  # fmt: skip
+        yield client
 
 
 def test_the_example_app_over_http_with_a_real_worker(
