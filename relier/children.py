@@ -80,6 +80,10 @@ class ChildWatcher:
         self._stopping = stopping
         self._on_requeued = on_requeued
         self._known: set[int] = set()
+        # Dead pids whose tasks are not yet taken back: kept until take_back
+        # succeeds, so a death seen while Redis is unreachable is acted on
+        # when it returns instead of waiting for the whole worker's lease.
+        self._dead: set[int] = set()
         self._lock = threading.Lock()
 
     def poll(self) -> int:
@@ -94,13 +98,20 @@ class ChildWatcher:
             watched = self._known | current
             dead = {pid for pid in watched if not process_alive(pid)}
             self._known = current - dead
+            self._dead |= dead
+            todo = sorted(self._dead)
         requeued = 0
         # A worker that is shutting down stops its own pool processes (a cold
         # shutdown kills them): those deaths are hand-backs, not crashes, and
         # must never count toward a task's poison-pill limit.
         kind = "handoff" if self._stopping() else "child"
-        for pid in sorted(dead):
+        for pid in todo:
+            # Raises while Redis is down; the pid stays in _dead for the next
+            # poll. take_back is atomic per task and matches by pid, so two
+            # threads polling at once cannot move a task twice.
             r, d = take_back(self.relier, self.worker_id, kind, pid=pid)
+            with self._lock:
+                self._dead.discard(pid)
             requeued += r
             if r and kind == "child":
                 self._on_requeued(r)
