@@ -35,7 +35,9 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import telemetry
 from .clock import now_ms
+from .dlq import Reason
 from .envelope import Envelope
 from .errors import ConfigurationError
 
@@ -201,6 +203,7 @@ def defer(
         )
     elif outcome == 2:
         log.error("relier: %s moved to the DLQ (schema_too_new): %s", name, error)
+        telemetry.dead_lettered(task_id, fence, Reason.SCHEMA_TOO_NEW, error)
     else:
         log.warning(
             "relier: deferral of %s with fence %d refused: a newer attempt owns it", name, fence

@@ -82,6 +82,11 @@ def limited(n: int) -> int:
     return n
 
 
+@rl_task(name="tel.unit.versioned", queue=QUEUE)
+def versioned(n: int) -> int:
+    return n
+
+
 @pytest.fixture
 def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
     for name in list(os.environ):
@@ -234,6 +239,32 @@ def test_a_task_that_cannot_succeed_is_one_dead_letter_event(rl: Relier, otel: O
     [dead] = [e for e in span.events if e.name == "relier.dead_lettered"]
     assert (dead.attributes or {})["relier.reason"] == "not_retryable"
     value = otel.value("relier.tasks.dead_lettered", task="tel.unit.broken", reason="not_retryable")
+    assert value == 1
+
+
+def test_a_call_for_a_newer_schema_is_dead_lettered_with_one_event(
+    rl: Relier, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELIER_SCHEMA_DEFER_MAX", "0.001")
+    relier.app.reset()
+    with monkeypatch.context() as newer:
+        # What a producer already running the next version's code pushes.
+        newer.setattr(versioned, "schema_version", 2)
+        handle = versioned.push(1)
+    run(versioned, handle.id)  # first sight: deferred for a newer worker
+    assert rl.redis.hget(rl.keys.task(handle.id).job, "state") == b"PENDING"
+    time.sleep(0.01)
+    rl.redis.zrem(rl.keys.schedule, handle.id)
+    run(versioned, handle.id)  # past RELIER_SCHEMA_DEFER_MAX: dead-lettered
+    assert rl.redis.hget(rl.keys.task(handle.id).job, "reason") == b"schema_too_new"
+    spans = otel.spans("relier.run tel.unit.versioned")
+    assert [events(s) for s in spans] == [[], ["relier.dead_lettered"]]
+    [dead] = spans[1].events
+    assert (dead.attributes or {})["relier.reason"] == "schema_too_new"
+    assert "RELIER_SCHEMA_DEFER_MAX" in str((dead.attributes or {})["relier.error"])
+    value = otel.value(
+        "relier.tasks.dead_lettered", task="tel.unit.versioned", reason="schema_too_new"
+    )
     assert value == 1
 
 
