@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import now_ms
 from .connection import translate_errors
 from .errors import TaskNotFoundError
+from .inspection import journal_int
 from .message import new_delivery_tag
 from .scripts import outcome
 
@@ -76,6 +77,9 @@ class Reason(StrEnum):
     SCHEMA_TOO_NEW = "schema_too_new"
     """It was made for a newer ``schema_version`` than the workers that received it know,
     for longer than ``RELIER_SCHEMA_DEFER_MAX`` seconds."""
+    CORRUPT_JOURNAL = "corrupt_journal"
+    """Its journal hash could not be read by ``claim.lua`` (a bookkeeping field
+    such as ``fence`` or ``attempt`` that is not a number, e.g. edited by hand)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +125,8 @@ def get_dead(relier: Relier, task_id: str) -> DeadTask:
         reason=_s(row[2]),
         error=_s(row[3]),
         traceback=_s(row[4]),
-        attempts=int(row[5] or 0),
-        died_ms=int(row[6] or 0),
+        attempts=journal_int(row[5]) or 0,
+        died_ms=journal_int(row[6]) or 0,
         envelope=_s(row[7]),
         history=read_history(relier, task_id),
     )
@@ -230,7 +234,7 @@ def find_dead(
                     queue=_s(row[1]),
                     reason=_s(row[2]),
                     error=_s(row[3]),
-                    attempts=int(row[4] or 0),
+                    attempts=journal_int(row[4]) or 0,
                     died_ms=int(score),
                 )
                 if task is not None and not fnmatch.fnmatchcase(entry.task, task):

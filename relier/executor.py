@@ -134,6 +134,25 @@ def execute(
         # Hand the message back rather than lose it; the journal still says
         # PENDING, so whichever worker gets it next claims it.
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+    except redis.exceptions.ResponseError as exc:
+        # claim.lua could not read the journal hash (a field edited by hand
+        # into a non-number, say): every delivery would fail the same way and
+        # the task would sit PENDING with its message acked. Dead-letter it
+        # with the script's error instead; dead_letter.lua reads only state.
+        error = f"the journal entry cannot be claimed: {exc}"
+        if _patiently(
+            "dead_letter",
+            lambda: relier.scripts.dead_letter(
+                task_id, now_ms(), Reason.CORRUPT_JOURNAL, error, None, owner
+            ),
+        ):
+            log.error(
+                "relier: %s[%s] moved to the DLQ (%s): %s",
+                task.name, task_id, Reason.CORRUPT_JOURNAL, error,
+            )  # fmt: skip
+        else:
+            log.error("relier: dropped delivery of %s[%s]: %s", task.name, task_id, error)
+        return
     if not claim.run:
         if claim.state == "WAITING":
             # Back in the journal as PENDING and scheduled: this message is

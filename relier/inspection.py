@@ -37,6 +37,7 @@ __all__ = [
     "TaskDetail",
     "WorkerStatus",
     "inflight",
+    "journal_int",
     "status",
     "task_detail",
     "workers",
@@ -177,13 +178,22 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
-def _int(value: bytes | None) -> int | None:
+def journal_int(value: bytes | None) -> int | None:
+    """A number field of a journal hash; None when absent or unreadable.
+
+    Read-only views must show a hash edited by hand into garbage (that is how
+    an operator finds it, e.g. in the DLQ as ``corrupt_journal``), not crash.
+    """
     if value is None or value == b"":
         return None
     try:
         return int(value)
-    except ValueError:  # a time Lua computed as a float ("1.7e+12")
-        return int(float(value))
+    except ValueError:
+        pass
+    try:
+        return int(float(value))  # a time Lua computed as a float ("1.7e+12")
+    except (ValueError, OverflowError):  # OverflowError: "inf"
+        return None
 
 
 def _held(relier: Relier, listed: list[WorkerInfo]) -> list[tuple[WorkerInfo, str, list[Any]]]:
@@ -228,7 +238,7 @@ def inflight(
         state, name, q = row[0].decode(), _text(row[1]) or "", _text(row[2]) or ""
         if not (_match(queue, q) and _match(task, name)):
             continue
-        since = _int(row[7] if state == "RUNNING" else row[8]) or now
+        since = journal_int(row[7] if state == "RUNNING" else row[8]) or now
         out.append(
             InflightTask(
                 id=task_id,
@@ -237,9 +247,9 @@ def inflight(
                 queue=q,
                 worker_id=worker.worker_id,
                 worker_alive=worker.alive,
-                pid=_int(row[4]) if state == "RUNNING" else None,
-                attempt=_int(row[5]) or 0,
-                fence=_int(row[6]) or 0,
+                pid=journal_int(row[4]) if state == "RUNNING" else None,
+                attempt=journal_int(row[5]) or 0,
+                fence=journal_int(row[6]) or 0,
                 since_ms=since,
                 elapsed_ms=max(now - since, 0),
             )
@@ -352,18 +362,18 @@ def task_detail(relier: Relier, task_id: str) -> TaskDetail:
         task=_text(job.get("task")) or "",
         state=_text(job.get("state")) or "",
         queue=_text(job.get("queue")) or "",
-        attempt=_int(job.get("attempt")) or 0,
-        fence=_int(job.get("fence")) or 0,
-        failures=_int(job.get("failures")) or 0,
-        resurrections=_int(job.get("res")) or 0,
-        worker_deaths=_int(job.get("res_w")) or 0,
+        attempt=journal_int(job.get("attempt")) or 0,
+        fence=journal_int(job.get("fence")) or 0,
+        failures=journal_int(job.get("failures")) or 0,
+        resurrections=journal_int(job.get("res")) or 0,
+        worker_deaths=journal_int(job.get("res_w")) or 0,
         owner=_text(job.get("owner")),
-        pid=_int(job.get("pid")),
-        created_ms=_int(job.get("created")),
-        updated_ms=_int(job.get("updated")),
-        started_ms=_int(job.get("started")),
-        finished_ms=_int(job.get("finished")),
-        due_ms=_int(job.get("due")),
+        pid=journal_int(job.get("pid")),
+        created_ms=journal_int(job.get("created")),
+        updated_ms=journal_int(job.get("updated")),
+        started_ms=journal_int(job.get("started")),
+        finished_ms=journal_int(job.get("finished")),
+        due_ms=journal_int(job.get("due")),
         reason=_text(job.get("reason")),
         error=_text(job.get("error")),
         traceback=_text(job.get("tb")),

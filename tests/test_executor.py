@@ -1,0 +1,67 @@
+"""execute(): one Celery delivery handled in this process, as a pool process runs it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+import relier
+import relier.app
+from relier import Relier, rl_task
+from relier.dlq import get_dead
+from relier.executor import execute
+from relier.inspection import task_detail
+
+QUEUE = "executor"
+
+
+@rl_task(name="tests.executor.add", queue=QUEUE)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@pytest.fixture
+def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
+    for name in list(os.environ):
+        if name.startswith("RELIER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    relier.app.reset()
+    yield relier.current()
+    relier.app.reset()
+
+
+def run(task_id: str) -> None:
+    request = SimpleNamespace(
+        id=task_id, hostname="exec@test", delivery_info={"routing_key": QUEUE}
+    )
+    execute(add, request, (task_id,), {})
+
+
+@pytest.mark.parametrize("field", ["fence", "attempt"])
+def test_a_journal_entry_claim_cannot_read_is_dead_lettered_once(
+    rl: Relier, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = add.push(1, 2)
+    rl.redis.hset(rl.keys.task(handle.id).job, field, "not-a-number")
+    run(handle.id)  # must not raise: a raise would fail every delivery alike
+    entry = get_dead(rl, handle.id)
+    assert entry.reason == "corrupt_journal"
+    assert "cannot be claimed" in entry.error and "not an integer" in entry.error
+    assert "moved to the DLQ (corrupt_journal)" in caplog.text
+    # A duplicate delivery of it is dropped, not run and not dead-lettered again.
+    run(handle.id)
+    assert rl.redis.zcard(rl.keys.dlq) == 1
+    assert [e["e"] for e in entry.history].count("dead") == 1
+    # The read-only views show the broken entry instead of crashing on it.
+    detail = task_detail(rl, handle.id)
+    assert (detail.state, detail.reason) == ("DEAD", "corrupt_journal")
+
+
+def test_a_good_delivery_runs_and_commits(rl: Relier) -> None:
+    handle = add.push(2, 3)
+    run(handle.id)
+    assert handle.result(timeout=1) == 5
