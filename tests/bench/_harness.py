@@ -3,11 +3,14 @@
 :class:`Stack` owns every process a benchmark starts (one ``redis-server`` via
 :class:`relier.localredis.LocalRedis` in a temporary directory, and each worker in its
 own process group) and stops them all on exit, whatever happened. :func:`time_calls`
-times calls made one at a time, for the latency benchmarks that need no worker.
+and :func:`time_blocks` time calls made one at a time, for the latency benchmarks that
+need no worker; :class:`CommandCounter` counts the commands Redis runs meanwhile; the
+``/proc`` readers find a worker's pool processes and their memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
@@ -18,7 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +37,7 @@ RELIER_READY = "Relier worker ready"
 # Celery's own banner line once the consumer runs: "celery@host ready."
 CELERY_READY = re.compile(r"@\S+ ready\.")
 READY_TIMEOUT = 60.0
+UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages (no key prefix set)
 
 
 class BenchError(RuntimeError):
@@ -89,7 +94,10 @@ class Stack:
         self.dir = Path(self._tmp.name)
         self.redis = LocalRedis(self.dir / "redis")
         self.workers: list[Worker] = []
+        self._relier: set[str] = set()  # names of the Relier workers
         self._client: Any = None
+        # Added to every worker's environment (e.g. ``BENCH_QUIET_TASKS=1``).
+        self.extra_env: dict[str, str] = {}
 
     def __enter__(self) -> Stack:
         try:
@@ -144,6 +152,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELIER_")}
         env.update(RELIER_REDIS_URL=self.url, BENCH_REDIS_URL=self.url, PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
         return env
 
     def _spawn(self, name: str, command: Sequence[str]) -> Worker:
@@ -163,6 +172,10 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def wait_ready(self, worker: Worker) -> None:
+        """Wait for a worker started with ``wait=False`` to be ready (BenchError if not)."""
+        self._wait_ready(worker, RELIER_READY if worker.name in self._relier else CELERY_READY)
+
     def _wait_ready(self, worker: Worker, ready: str | re.Pattern[str]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -175,9 +188,16 @@ class Stack:
             time.sleep(0.05)
 
     def relier_worker(
-        self, name: str, concurrency: int = 2, pool: str = "prefork", *extra: str
+        self,
+        name: str,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        *extra: str,
+        wait: bool = True,
     ) -> Worker:
-        """Start ``python -m relier worker`` on the benchmark tasks; wait until it is ready."""
+        """Start ``python -m relier worker`` on the benchmark tasks; wait until it is ready
+        (unless ``wait`` is false: then :meth:`wait_ready`)."""
+        self._relier.add(name)
         worker = self._spawn(
             name,
             [
@@ -187,21 +207,26 @@ class Stack:
                 "--without-mingle", "--without-gossip", *extra,
             ],
         )  # fmt: skip
-        self._wait_ready(worker, RELIER_READY)
+        if wait:
+            self._wait_ready(worker, RELIER_READY)
         return worker
 
-    def plain_worker(self, name: str, concurrency: int = 2) -> Worker:
-        """Start plain ``celery worker`` on :mod:`tests.bench.plain_app`; wait until ready."""
+    def plain_worker(
+        self, name: str, concurrency: int = 2, pool: str = "prefork", *, wait: bool = True
+    ) -> Worker:
+        """Start plain ``celery worker`` on :mod:`tests.bench.plain_app`; wait until ready
+        (unless ``wait`` is false: then :meth:`wait_ready`)."""
         worker = self._spawn(
             name,
             [
                 sys.executable, "-m", "celery", "-A", PLAIN_APP, "worker",
-                "--concurrency", str(concurrency), "--pool", "prefork",
+                "--concurrency", str(concurrency), "--pool", pool,
                 "--loglevel", "INFO", "--hostname", f"{name}@%h",
                 "--without-mingle", "--without-gossip",
             ],
         )  # fmt: skip
-        self._wait_ready(worker, CELERY_READY)
+        if wait:
+            self._wait_ready(worker, CELERY_READY)
         return worker
 
 
@@ -240,6 +265,182 @@ def bound(relier: Any, *tasks: Any) -> Iterator[None]:
             task.relier = None
 
 
+# --- queues, processes and memory -----------------------------------------------------
+
+
+def unfinished(client: Any, queue: str) -> int:
+    """Messages still in ``queue`` plus those delivered but not yet acknowledged.
+
+    Both systems acknowledge late (after the task ran), so 0 means every message
+    pushed to ``queue`` has been run and acknowledged: the end of a batch, seen
+    from Redis without the tasks doing anything to say so.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        pipe.llen(queue)
+        pipe.hlen(UNACKED)
+        waiting, unacked = pipe.execute()
+    return int(waiting) + int(unacked)
+
+
+def wait_finished(client: Any, queue: str, timeout: float, interval: float = 0.01) -> float:
+    """Wait until :func:`unfinished` is 0; the ``time.monotonic()`` it was first seen 0.
+
+    Two readings ``interval`` apart must agree: kombu pops a message and records it
+    in ``unacked`` in two steps, and a reading in between would see neither.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.monotonic()
+        if unfinished(client, queue) == 0:
+            time.sleep(interval)
+            if unfinished(client, queue) == 0:
+                return now
+        if now > deadline:
+            raise BenchError(
+                f"{unfinished(client, queue)} messages of {queue!r} not done after {timeout:.0f} s"
+            )
+        time.sleep(interval)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a worker's pool processes), from ``/proc``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry))
+    return sorted(out)
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """RSS, PSS and USS (private clean + dirty) of ``pid`` in KiB, from ``smaps_rollup``."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                fields[parts[0][:-1]] = int(parts[1])
+    return {
+        "rss": fields["Rss"],
+        "pss": fields["Pss"],
+        "uss": fields["Private_Clean"] + fields["Private_Dirty"],
+    }
+
+
+# --- counting Redis commands -------------------------------------------------------------
+
+# 1715712345.123456 [0 127.0.0.1:40000] "SET" "rl:worker:..."   (or [0 lua] inside a script)
+MONITOR_LINE = re.compile(r'^(?P<t>\d+\.\d+) \[\d+ (?P<src>[^\]]+)\] "(?P<cmd>[^"]+)"')
+
+
+def commandstats(client: Any) -> Counter[str]:
+    """``INFO commandstats``: calls so far, by lower-case command name."""
+    stats = client.info("commandstats")
+    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
+
+
+def client_names(client: Any) -> dict[str, str]:
+    """Connection address -> ``CLIENT SETNAME`` name ('' when unnamed)."""
+    return {c["addr"]: c.get("name", "") for c in client.client_list()}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCount:
+    """What Redis ran between :meth:`CommandCounter.start` and :meth:`~CommandCounter.stop`.
+
+    Attributes:
+        elapsed_s: the window's length.
+        commands: ``INFO commandstats`` calls by command, every client, commands run
+            inside Lua scripts included, the benchmark's own connection left out.
+        sent: MONITOR lines by client name (``relier``, ``''`` for kombu's unnamed
+            connections...): the commands clients sent, one round trip each (or a
+            pipeline's share of one), the benchmark's own left out.
+        sent_commands: the same, by (client name, command).
+        in_lua: MONITOR lines of commands run inside Lua scripts.
+    """
+
+    elapsed_s: float
+    commands: Counter[str]
+    sent: Counter[str]
+    sent_commands: Counter[tuple[str, str]]
+    in_lua: int
+
+
+class CommandCounter:
+    """Counts the commands Redis runs in a window, with ``INFO commandstats`` and MONITOR.
+
+    The benchmark's own connection (``stack.client``, named ``bench``) is left out of
+    both counts, so it may poll Redis inside the window.
+    """
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self._log = stack.dir / f"monitor-{time.monotonic_ns()}.log"
+        self._monitor: subprocess.Popen[bytes] | None = None
+        self._names: dict[str, str] = {}
+        self._before: Counter[str] = Counter()
+        self._wall0 = self._t0 = 0.0
+
+    def start(self) -> None:
+        redis = self.stack.redis
+        with self._log.open("wb") as out:
+            self._monitor = subprocess.Popen(
+                ["redis-cli", "-h", redis.host, "-p", str(redis.port), "monitor"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for("MONITOR to start", lambda: self._log.read_bytes().startswith(b"OK"), 10, 0.01)
+        client = self.stack.client
+        self._names = client_names(client)
+        self._before = commandstats(client)
+        self._wall0, self._t0 = time.time(), time.monotonic()
+
+    def stop(self) -> CommandCount:
+        assert self._monitor is not None, "start() first"
+        client = self.stack.client
+        wall1, t1 = time.time(), time.monotonic()
+        after = commandstats(client)
+        try:
+            self._names.update(client_names(client))
+            time.sleep(0.3)  # let redis-cli write out the window's last lines
+        finally:
+            self._monitor.terminate()
+            self._monitor.wait(5)
+            self._monitor = None
+        # Redis counts a command after running it: the delta holds the first INFO (not
+        # the second), and the CLIENT LIST calls fall outside the window.
+        commands = after - self._before
+        commands["info"] -= 1
+        sent: Counter[str] = Counter()
+        sent_commands: Counter[tuple[str, str]] = Counter()
+        in_lua = 0
+        with self._log.open(errors="replace") as lines:
+            for line in lines:
+                match = MONITOR_LINE.match(line)
+                if match is None or not self._wall0 <= float(match["t"]) <= wall1:
+                    continue
+                src, cmd = match["src"], match["cmd"].lower()
+                if src == "lua":
+                    in_lua += 1
+                    continue
+                name = self._names.get(src, "?")
+                if name == "bench":
+                    commands[cmd] -= 1
+                    continue
+                sent[name] += 1
+                sent_commands[name, cmd] += 1
+        self._log.unlink(missing_ok=True)
+        return CommandCount(t1 - self._t0, +commands, sent, sent_commands, in_lua)
+
+
 # --- timing of calls made one at a time ------------------------------------------------
 
 
@@ -256,35 +457,79 @@ class Timing:
         return len(self.latencies_us) / self.wall_s
 
 
-def time_calls(
-    cases: Mapping[str, Callable[[int], object]], n: int, block: int = 500, warmup: int = 200
+# Times the calls of ``indexes`` one at a time: each call's latency (µs), and the wall
+# time (s) of the whole block.
+BlockRunner = Callable[[range], tuple[list[float], float]]
+
+
+def sync_block(fn: Callable[[int], object]) -> BlockRunner:
+    """A :data:`BlockRunner` calling ``fn(i)`` for each index."""
+
+    def run(indexes: range) -> tuple[list[float], float]:
+        clock = time.perf_counter_ns
+        out: list[float] = []
+        began = clock()
+        for i in indexes:
+            t0 = clock()
+            fn(i)
+            out.append((clock() - t0) / 1000)
+        return out, (clock() - began) / 1e9
+
+    return run
+
+
+def async_block(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[int], Awaitable[object]]
+) -> BlockRunner:
+    """A :data:`BlockRunner` awaiting ``fn(i)`` for each index, inside one coroutine on
+    ``loop`` (so the loop's start and stop are not counted in any call)."""
+
+    async def timed(indexes: range) -> tuple[list[float], float]:
+        clock = time.perf_counter_ns
+        out: list[float] = []
+        began = clock()
+        for i in indexes:
+            t0 = clock()
+            await fn(i)
+            out.append((clock() - t0) / 1000)
+        return out, (clock() - began) / 1e9
+
+    def run(indexes: range) -> tuple[list[float], float]:
+        return loop.run_until_complete(timed(indexes))
+
+    return run
+
+
+def time_blocks(
+    cases: Mapping[str, BlockRunner], n: int, block: int = 500, warmup: int = 200
 ) -> dict[str, Timing]:
-    """Call each case ``fn(i)`` for ``i`` in ``range(n)``, one call at a time, and time each.
+    """Run each case on the indexes ``range(n)``, one call at a time, and time each call.
 
     The cases take turns in blocks of ``block`` calls, in an order rotated every
     round, so a machine busy with something else slows every case alike instead of
     whichever ran at that moment. Each case first makes ``warmup`` unmeasured calls
     with the indexes ``-warmup`` to ``-1`` (connections open, scripts load).
     """
-    for fn in cases.values():
-        for i in range(-warmup, 0):
-            fn(i)
+    for run in cases.values():
+        run(range(-warmup, 0))
     names = list(cases)
     latencies: dict[str, list[float]] = {name: [] for name in names}
     wall = dict.fromkeys(names, 0.0)
-    clock = time.perf_counter_ns
     gc.collect()
     for turn, start in enumerate(range(0, n, block)):
         shift = turn % len(names)
         for name in names[shift:] + names[:shift]:
-            fn, out = cases[name], latencies[name]
-            began = clock()
-            for i in range(start, min(start + block, n)):
-                t0 = clock()
-                fn(i)
-                out.append((clock() - t0) / 1000)
-            wall[name] += (clock() - began) / 1e9
+            out, seconds = cases[name](range(start, min(start + block, n)))
+            latencies[name] += out
+            wall[name] += seconds
     return {name: Timing(latencies[name], wall[name]) for name in names}
+
+
+def time_calls(
+    cases: Mapping[str, Callable[[int], object]], n: int, block: int = 500, warmup: int = 200
+) -> dict[str, Timing]:
+    """:func:`time_blocks` of sync calls: each case is ``fn(i)``."""
+    return time_blocks({name: sync_block(fn) for name, fn in cases.items()}, n, block, warmup)
 
 
 def print_timings(timings: Mapping[str, Timing]) -> None:

@@ -2,13 +2,22 @@
 
 Run with ``python -m celery -A tests.bench.plain_app worker`` and ``BENCH_REDIS_URL``
 pointing at the benchmark's Redis. No Relier here: this is what a careful Celery user
-gets without it. Each start of :func:`hold` appends ``{"t", "pid", "ppid"}`` to the
-Redis list ``bench:plain:started:<token>``: the benchmark reads recovery times there.
+gets without it, configured as Relier configures its own Celery app (JSON only,
+prefetch multiplier 1, late acknowledgement, no result backend) plus
+``task_reject_on_worker_lost`` (Relier re-queues a lost task through its journal
+instead). Each start of :func:`hold` appends ``{"t", "pid", "ppid"}`` to the Redis
+list ``bench:plain:started:<token>``: the benchmark reads recovery times there.
+
+``BENCH_QUIET_TASKS=1`` silences Celery's two INFO lines per task ("received",
+"succeeded"), as :mod:`tests.bench.relier_app` does for Relier's workers: the
+throughput benchmarks measure the tasks, not the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import time
 
@@ -18,6 +27,7 @@ from celery import Celery
 QUEUE = "bench-plain"
 STARTED_KEY = "bench:plain:started:"
 RELEASE_KEY = "bench:release:"
+STORM_KEY = "bench:storm:done"
 
 app = Celery("bench_plain", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"))
 app.conf.update(
@@ -25,9 +35,15 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
 )
+
+if os.environ.get("BENCH_QUIET_TASKS") == "1":
+    for _name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 _client: redis.Redis | None = None
 
@@ -37,6 +53,13 @@ def _redis() -> redis.Redis:
     if _client is None:
         _client = redis.Redis.from_url(app.conf.broker_url)
     return _client
+
+
+def use(url: str) -> None:
+    """Point this process's app (its producer: ``task.delay``) at the benchmark's Redis."""
+    global _client
+    app.conf.broker_url = url
+    _client = None
 
 
 @app.task(name="bench_plain.hold", acks_late=True, reject_on_worker_lost=True)
@@ -49,3 +72,26 @@ def hold(token: str, max_seconds: float) -> str:
     while time.monotonic() < deadline and not client.exists(RELEASE_KEY + token):
         time.sleep(0.05)
     return token
+
+
+@app.task(name="bench_plain.noop")
+def noop(n: int, note: str) -> int:
+    """Does nothing: what the task system itself costs."""
+    return n
+
+
+@app.task(name="bench_plain.async_sleep")
+def async_sleep(seconds: float) -> float:
+    """``await asyncio.sleep(seconds)`` the way a plain Celery task runs a coroutine:
+    ``asyncio.run``, a new event loop per call."""
+    asyncio.run(asyncio.sleep(seconds))
+    return seconds
+
+
+@app.task(name="bench_plain.storm")
+def storm(n: int, seconds: float) -> int:
+    """Sleeps ``seconds``, then appends ``n`` to ``bench:storm:done`` (one per completed
+    run: the kill-storm benchmark counts deliveries and duplicates there)."""
+    time.sleep(seconds)
+    _redis().rpush(STORM_KEY, n)
+    return n

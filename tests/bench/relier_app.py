@@ -1,13 +1,25 @@
-"""Relier tasks the benchmark workers run (``rl worker -A tests.bench.relier_app``)."""
+"""Relier tasks the benchmark workers run (``rl worker -A tests.bench.relier_app``).
+
+``BENCH_QUIET_TASKS=1`` silences Celery's two INFO lines per task ("received",
+"succeeded"), as :mod:`tests.bench.plain_app` does for plain Celery's workers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import time
 
 import relier
 from relier import rl_task
 
 RELEASE_KEY = "bench:release:"
+STORM_KEY = "bench:storm:done"
+
+if os.environ.get("BENCH_QUIET_TASKS") == "1":
+    for _name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @rl_task(name="bench.hold", max_retries=0)
@@ -31,7 +43,24 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
-# The push benchmarks (admission, idempotency) only push these; no worker runs them.
+@rl_task(name="bench.async_sleep", max_retries=0)
+async def async_sleep(seconds: float) -> float:
+    """``await asyncio.sleep(seconds)`` on the worker process's own event loop."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@rl_task(name="bench.storm", max_retries=0)
+def storm(n: int, seconds: float) -> int:
+    """Sleeps ``seconds``, then appends ``n`` to ``bench:storm:done`` (one per completed
+    run: the kill-storm benchmark counts deliveries and duplicates there)."""
+    time.sleep(seconds)
+    relier.current().redis.rpush(STORM_KEY, n)
+    return n
+
+
+# The push benchmarks (admission, idempotency, push_latency) only push these; no worker
+# runs them, except ``noop`` in the throughput, lifecycle_commands and memory benchmarks.
 RATE_REJECT = "1/h"
 RATE_ADMIT = "100000/s"
 

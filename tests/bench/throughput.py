@@ -1,0 +1,184 @@
+"""End-to-end throughput of no-op tasks: Relier against plain Celery, same worker.
+
+For each system, in turns (Relier, plain Celery, Relier, ... ``--rounds`` each), on
+one Redis: the benchmark fills the queue with ``--tasks`` no-op calls while no worker
+runs (Relier: ``push_many``; plain Celery: ``send_task``), then starts one worker
+(prefork, ``--concurrency 2``, Celery's per-task INFO log lines silenced for both)
+and watches the queue from Redis. The clock starts when the queue first shrinks
+(the worker took its first task; its start-up is not counted) and stops when the
+queue and kombu's ``unacked`` hash are both empty: every task ran and was
+acknowledged (both systems acknowledge late). Tasks/s = tasks / that time.
+
+What differs is only what each system does per task: Relier reserves the task in
+its journal when the worker receives it (``reserve.lua``), claims it before running
+(``claim.lua``: state, fence, owner) and commits it after (``complete.lua``); plain
+Celery runs the function and acknowledges. Plain Celery runs with
+``acks_late=True``, ``task_reject_on_worker_lost=True``, prefetch multiplier 1, JSON,
+no result backend (:mod:`tests.bench.plain_app`); Relier sets the same on its app
+except ``reject_on_worker_lost`` (it re-queues lost tasks through its journal).
+
+Target: Relier's tasks/s (mean of its rounds) at least 0.85x plain Celery's.
+
+Run: ``python -m tests.bench.throughput [--tasks 2000] [--rounds 2] [--markdown]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+from celery import Celery
+
+from relier import Relier, load_settings
+
+from . import plain_app, relier_app
+from ._harness import (
+    BenchError,
+    Stack,
+    bound,
+    exit_cleanly_on_sigterm,
+    table,
+    wait_finished,
+    wait_for,
+)
+
+MIN_RATIO = 0.85
+CONCURRENCY = 2
+RELIER_QUEUE = "celery"  # RELIER_DEFAULT_QUEUE's default
+NOTE = "bench-throughput"
+_POLL_S = 0.005
+_TIMEOUT_S = 300.0
+
+
+def _consume(stack: Stack, queue: str, tasks: int, start: Any) -> float:
+    """Start the worker on a full queue; seconds from its first take to the last ack."""
+    worker = start()
+    try:
+        began = wait_for(
+            "the worker to take a task",
+            lambda: time.monotonic() if stack.client.llen(queue) < tasks else None,
+            60,
+            _POLL_S,
+        )
+        ended = wait_finished(stack.client, queue, _TIMEOUT_S, _POLL_S)
+    finally:
+        worker.stop()
+        stack.workers.remove(worker)
+    return float(ended - began)
+
+
+def _relier_round(stack: Stack, relier: Relier, tasks: int, n: int) -> float:
+    with bound(relier, relier_app.noop):
+        handles = relier_app.noop.push_many([(i, NOTE) for i in range(tasks)])
+    seconds = _consume(
+        stack,
+        RELIER_QUEUE,
+        tasks,
+        lambda: stack.relier_worker(f"tr{n}", CONCURRENCY, "prefork", wait=False),
+    )
+    with relier.redis.pipeline(transaction=False) as pipe:
+        for handle in handles:
+            pipe.hget(relier.keys.task(handle.id).job, "state")
+        states = pipe.execute()
+    done = sum(1 for s in states if s == b"SUCCEEDED")
+    if done != tasks:
+        raise BenchError(f"Relier round {n}: {done} of {tasks} tasks SUCCEEDED")
+    return seconds
+
+
+def _plain_round(stack: Stack, sender: Celery, tasks: int, n: int) -> float:
+    with sender.producer_or_acquire() as producer:
+        for i in range(tasks):
+            sender.send_task(
+                "bench_plain.noop", args=[i, NOTE], queue=plain_app.QUEUE, producer=producer
+            )
+    return _consume(
+        stack,
+        plain_app.QUEUE,
+        tasks,
+        lambda: stack.plain_worker(f"tp{n}", CONCURRENCY, wait=False),
+    )
+
+
+def run(tasks: int = 2000, rounds: int = 2) -> dict[str, Any]:
+    """Alternate Relier and plain Celery rounds; returns tasks/s per round and the verdict."""
+    started = time.monotonic()
+    relier_rates: list[float] = []
+    plain_rates: list[float] = []
+    with Stack("throughput") as stack:
+        stack.extra_env["BENCH_QUIET_TASKS"] = "1"
+        relier = Relier(load_settings(redis_url=stack.url))
+        sender = Celery("bench_sender", broker=stack.url)
+        try:
+            for n in range(rounds):
+                seconds = _relier_round(stack, relier, tasks, n)
+                relier_rates.append(tasks / seconds)
+                _progress("Relier", n, rounds, tasks, seconds)
+                seconds = _plain_round(stack, sender, tasks, n)
+                plain_rates.append(tasks / seconds)
+                _progress("plain Celery", n, rounds, tasks, seconds)
+        finally:
+            sender.close()
+            relier.close()
+    ratio = statistics.mean(relier_rates) / statistics.mean(plain_rates)
+    return {
+        "benchmark": "throughput",
+        "tasks": tasks,
+        "relier": relier_rates,
+        "plain": plain_rates,
+        "ratio": ratio,
+        "verdict": "PASS" if ratio >= MIN_RATIO else "FAIL",
+        "elapsed_s": time.monotonic() - started,
+    }
+
+
+def _progress(system: str, n: int, rounds: int, tasks: int, seconds: float) -> None:
+    print(
+        f"  {system:12s} round {n + 1}/{rounds}: {tasks} tasks in {seconds:.2f} s "
+        f"= {tasks / seconds:,.0f}/s",
+        file=sys.stderr,
+    )
+
+
+def checks(result: dict[str, Any]) -> list[list[str]]:
+    """Summary rows: benchmark, check, measured, target, result."""
+    r, p = statistics.mean(result["relier"]), statistics.mean(result["plain"])
+    measured = f"{r:,.0f} / {p:,.0f} tasks/s = {result['ratio']:.2f}x"
+    check = "no-op tasks/s, Relier / plain Celery"
+    return [["throughput", check, measured, f">= {MIN_RATIO}x", result["verdict"]]]
+
+
+def report(result: dict[str, Any], markdown: bool = False) -> str:
+    rounds = len(result["relier"])
+    headers = ["system", *(f"round {n + 1} tasks/s" for n in range(rounds)), "mean tasks/s"]
+    headers.append("/ plain Celery")
+    body = []
+    base = statistics.mean(result["plain"])
+    for system, rates in (("Relier", result["relier"]), ("plain Celery", result["plain"])):
+        mean = statistics.mean(rates)
+        body.append([system, *(f"{r:,.0f}" for r in rates), f"{mean:,.0f}", f"{mean / base:.2f}x"])
+    return (
+        f"{table(headers, body, markdown)}\n\n"
+        f"{result['tasks']:,} no-op tasks per round, one worker (prefork, concurrency "
+        f"{CONCURRENCY}) per round, the queue filled before it starts. "
+        f"Ratio {result['ratio']:.2f} (target >= {MIN_RATIO}): {result['verdict']}."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.throughput", description=__doc__)
+    parser.add_argument("--tasks", type=int, default=2000, help="no-op tasks per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per system")
+    parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
+    result = run(args.tasks, args.rounds)
+    print(report(result, args.markdown))
+    return 0 if result["verdict"] == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
