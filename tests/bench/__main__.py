@@ -1,6 +1,6 @@
 """Run the benchmarks and print a summary: ``python -m tests.bench [--markdown]``.
 
-All of them by default; ``--only admission,idempotency`` picks some (in their usual
+All of them by default; ``--only throughput,push_latency`` picks some (in their usual
 order). Progress goes to stderr; the tables go to stdout. ``--markdown`` prints the
 machine description and all tables in Markdown, as pasted into docs/benchmarks.md.
 Exit code 1 when a benchmark misses its target.
@@ -15,7 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import admission, idempotency, recovery, redis_load, telemetry
+from . import (
+    admission,
+    async_concurrency,
+    idempotency,
+    kill_storm,
+    lifecycle_commands,
+    memory,
+    push_latency,
+    recovery,
+    redis_load,
+    telemetry,
+    throughput,
+)
 from ._harness import exit_cleanly_on_sigterm, machine, table
 
 SUMMARY_HEADERS = ["benchmark", "check", "measured", "target", "result"]
@@ -70,6 +82,48 @@ BENCHMARKS = {
         telemetry.report,
         telemetry.checks,
     ),
+    "throughput": Benchmark(
+        "throughput: no-op tasks/s, Relier vs plain Celery",
+        "end-to-end no-op tasks/s",
+        lambda a: throughput.run(a.tasks, a.rounds),
+        throughput.report,
+        throughput.checks,
+    ),
+    "push_latency": Benchmark(
+        "push_latency: push and apush vs Celery's delay, push_many",
+        "push/apush/delay latency, push_many tasks/s",
+        lambda a: push_latency.run(a.ops, a.batch, a.batches),
+        push_latency.report,
+        push_latency.checks,
+    ),
+    "lifecycle_commands": Benchmark(
+        "lifecycle_commands: Redis commands per task, Relier vs plain Celery",
+        "Redis commands per task lifecycle",
+        lambda a: lifecycle_commands.run(a.lifecycle_tasks, a.idle),
+        lifecycle_commands.report,
+        lifecycle_commands.checks,
+    ),
+    "async_concurrency": Benchmark(
+        "async_concurrency: 1,000 x await asyncio.sleep(1) on one worker process",
+        "async tasks on one worker process",
+        lambda a: async_concurrency.run(a.async_tasks, a.async_concurrency),
+        async_concurrency.report,
+        async_concurrency.checks,
+    ),
+    "kill_storm": Benchmark(
+        "kill_storm: delivery under SIGKILLs, Relier vs plain Celery",
+        "delivery under a kill storm",
+        lambda a: kill_storm.run(kill_storm.settings(a)),
+        kill_storm.report,
+        kill_storm.checks,
+    ),
+    "memory": Benchmark(
+        "memory: worker memory per process, Relier vs plain Celery",
+        "worker memory per process",
+        lambda a: memory.run(a.warmup),
+        memory.report,
+        memory.checks,
+    ),
 }
 
 
@@ -100,8 +154,26 @@ def main(argv: list[str] | None = None) -> int:
         "--ops",
         type=int,
         default=10_000,
-        help="timed calls per case (admission, idempotency, telemetry)",
+        help="timed calls per case (admission, idempotency, telemetry, push_latency)",
     )
+    parser.add_argument("--tasks", type=int, default=2000, help="throughput: tasks per round")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds per system")
+    parser.add_argument("--batch", type=int, default=10_000, help="push_latency: push_many size")
+    parser.add_argument("--batches", type=int, default=5, help="push_latency: push_many batches")
+    parser.add_argument(
+        "--lifecycle-tasks", type=int, default=500, help="lifecycle_commands: tasks per system"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="lifecycle_commands: idle background window, s"
+    )
+    parser.add_argument(
+        "--async-tasks", type=int, default=1000, help="async_concurrency: tasks per system"
+    )
+    parser.add_argument(
+        "--async-concurrency", type=int, default=1000, help="async_concurrency: pool threads"
+    )
+    kill_storm.add_arguments(parser)
+    parser.add_argument("--warmup", type=int, default=200, help="memory: tasks before reading")
     parser.add_argument(
         "--only",
         type=_names,
