@@ -31,16 +31,15 @@
 -- A task that finds no slot goes back to PENDING in rl:schedule (the
 -- scheduler re-publishes it, with backoff) and joins the wait list, from
 -- which a finishing holder wakes the oldest waiter at once (release.lua).
-local state = redis.call('HGET', KEYS[1], 'state')
+-- One read serves every branch (each command is a round of Redis's work).
+local job = redis.call('HMGET', KEYS[1], 'state', 'claim', 'fence', 'attempt', 'env',
+  'progress', 'failures')
+local state = job[1]
 if not state then
   return {'drop', 'MISSING'}
 end
-if state == 'RUNNING' and ARGV[6] and ARGV[6] ~= '' then
-  local mine = redis.call('HMGET', KEYS[1], 'claim', 'fence', 'attempt', 'env', 'progress',
-    'failures')
-  if mine[1] == ARGV[6] then
-    return {'run', tonumber(mine[2]), tonumber(mine[3]), mine[4], mine[5], tonumber(mine[6] or 0)}
-  end
+if state == 'RUNNING' and ARGV[6] and ARGV[6] ~= '' and job[2] == ARGV[6] then
+  return {'run', tonumber(job[3]), tonumber(job[4]), job[5], job[6], tonumber(job[7] or 0)}
 end
 if state ~= 'PENDING' and state ~= 'RESERVED' then
   return {'drop', state}
@@ -75,18 +74,23 @@ if limit > 0 then
     return {'drop', 'WAITING'}
   end
 end
-local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[2], 'pid', ARGV[3],
-  'started', ARGV[4], 'updated', ARGV[4], 'claim', ARGV[6] or '')
+-- The fence and attempt read above, incremented and written with the rest
+-- in one HSET (the script is atomic: nothing changed them since).
+local fence = tonumber(job[3] or 0) + 1
+local attempt = tonumber(job[4] or 0) + 1
+redis.call('HSET', KEYS[1], 'fence', fence, 'attempt', attempt, 'state', 'RUNNING',
+  'owner', ARGV[2], 'pid', ARGV[3], 'started', ARGV[4], 'updated', ARGV[4],
+  'claim', ARGV[6] or '')
 redis.call('SADD', KEYS[3], ARGV[1])
 if limit > 0 then
   redis.call('ZADD', KEYS[5], fence, ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
   redis.call('HDEL', KEYS[1], 'waits')
 end
-redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[4]), e = 'started',
-  owner = ARGV[2], pid = tonumber(ARGV[3]), attempt = attempt, fence = fence}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-local job = redis.call('HMGET', KEYS[1], 'env', 'progress', 'failures')
-return {'run', fence, attempt, job[1], job[2], tonumber(job[3] or 0)}
+-- RPUSH answers the list's length: trim only when it is over the cap.
+if redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[4]), e = 'started',
+    owner = ARGV[2], pid = tonumber(ARGV[3]), attempt = attempt, fence = fence}))
+    > tonumber(ARGV[5]) then
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+end
+return {'run', fence, attempt, job[5], job[6], tonumber(job[7] or 0)}

@@ -25,9 +25,13 @@ redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'result', ARGV[2],
   'finished', ARGV[3], 'updated', ARGV[3])
 redis.call('HDEL', KEYS[1], 'owner', 'pid')
 redis.call('SREM', KEYS[4], ARGV[6])
-redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'succeeded', fence = tonumber(ARGV[1])}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-redis.call('DEL', KEYS[3])
+-- RPUSH answers the list's length: trim only when it is over the cap.
+if redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'succeeded',
+    fence = tonumber(ARGV[1])})) > tonumber(ARGV[5]) then
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+end
+-- The done list is empty while a task is RUNNING (it is written only when a
+-- run ends, and deleted whenever a task leaves DEAD), so no DEL first.
 redis.call('RPUSH', KEYS[3], 'SUCCEEDED')
 local ttl = tonumber(ARGV[4])
 redis.call('EXPIRE', KEYS[1], ttl)

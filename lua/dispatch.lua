@@ -33,7 +33,9 @@
 local fingerprint = ARGV[10] or ''
 local now = ARGV[7]
 local nowf = tonumber(now)
-local existing = redis.call('HMGET', KEYS[1], 'state', 'argh')
+-- One read: the state and key fingerprint decide; reason and attempt are
+-- what a revived run's history records.
+local existing = redis.call('HMGET', KEYS[1], 'state', 'argh', 'reason', 'attempt')
 if existing[1] then
   if fingerprint ~= '' and existing[2] and existing[2] ~= fingerprint then
     return {0, 'CONFLICT'}
@@ -64,22 +66,26 @@ if interval > 0 then
   redis.call('SET', KEYS[7], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - clock) + 1)
 end
 local event = {t = nowf, e = 'dispatched', q = ARGV[3]}
+-- One HSET writes the entry: each write command costs Redis an AOF entry.
 if existing[1] then
-  -- Revive: a fresh run of the same logical call. The fence is never reset,
-  -- so nothing of the dead run can ever commit over the new one.
-  local old = redis.call('HMGET', KEYS[1], 'reason', 'attempt')
+  -- Revive (only an idempotent call gets here): a fresh run of the same
+  -- logical call. The fence is never reset, so nothing of the dead run can
+  -- ever commit over the new one.
   redis.call('HDEL', KEYS[1], 'reason', 'error', 'tb', 'finished', 'result', 'due', 'owner',
     'pid', 'progress')
-  redis.call('HSET', KEYS[1], 'attempt', 0, 'failures', 0, 'res', 0, 'res_w', 0)
+  redis.call('HSET', KEYS[1], 'task', ARGV[2], 'queue', ARGV[3], 'state', 'PENDING',
+    'env', ARGV[4], 'msg', ARGV[5], 'updated', now, 'attempt', 0, 'failures', 0, 'res', 0,
+    'res_w', 0, 'argh', fingerprint)
   redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('DEL', KEYS[6])
-  event.e, event.was, event.attempts = 'revived', old[1], tonumber(old[2])
+  event.e, event.was, event.attempts = 'revived', existing[3], tonumber(existing[4])
 else
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'attempt', 0, 'fence', 0, 'res', 0, 'created', now)
+  -- Not idempotent: no 'argh' field ('res' is written twice instead).
+  local argh = fingerprint ~= '' and 'argh' or 'res'
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'task', ARGV[2], 'queue', ARGV[3],
+    'state', 'PENDING', 'env', ARGV[4], 'msg', ARGV[5], 'created', now, 'updated', now,
+    'attempt', 0, 'fence', 0, 'res', 0, argh, fingerprint ~= '' and fingerprint or 0)
 end
-redis.call('HSET', KEYS[1], 'task', ARGV[2], 'queue', ARGV[3], 'state', 'PENDING',
-  'env', ARGV[4], 'msg', ARGV[5], 'updated', now)
-if fingerprint ~= '' then redis.call('HSET', KEYS[1], 'argh', fingerprint) end
 local due = tonumber(ARGV[8])
 if due > 0 then
   redis.call('ZADD', KEYS[4], due, ARGV[1])
@@ -87,8 +93,10 @@ if due > 0 then
 else
   redis.call('LPUSH', KEYS[3], ARGV[5] .. ARGV[6] .. '"}}')
 end
-redis.call('RPUSH', KEYS[2], cjson.encode(event))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[9]), -1)
+-- RPUSH answers the list's length: trim only when it is over the cap.
+if redis.call('RPUSH', KEYS[2], cjson.encode(event)) > tonumber(ARGV[9]) then
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[9]), -1)
+end
 -- Counters for `rl status` (O(1)): the bucket's TTL is set with its first count.
 redis.call('SADD', KEYS[9], ARGV[3])
 if redis.call('HINCRBY', KEYS[8], 'dispatched', 1) == 1 then
