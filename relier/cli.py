@@ -69,6 +69,9 @@ def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
 
     app = _load_app_module(args.app)
     relier = current()
+    if relier.settings.chaos:
+        # RELIER_CHAOS=1: this worker opts in to the probes of `rl chaos`.
+        importlib.import_module("relier.chaos_probes")
     if relier.settings.preflight:
         require(relier.redis, relier.settings.redis_url)
     app.worker_main(["worker", *rest])
@@ -132,6 +135,15 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     return run_demo(workdir=args.dir, tasks=args.tasks)
 
 
+def cmd_chaos(args: argparse.Namespace, rest: list[str]) -> int:
+    from .app import current
+    from .chaos import run_chaos
+
+    if args.app:
+        _load_app_module(args.app)  # its Celery app's key prefixes apply
+    return run_chaos(current(), args.scenario, args.tasks, args.timeout, args.app, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rl", description="Relier: a reliability layer for Celery."
@@ -187,6 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many tasks to push (default 6000, under a minute)",
     )
     p.set_defaults(func=cmd_demo)
+
+    from .chaos import SCENARIOS
+
+    p = sub.add_parser(
+        "chaos",
+        help="break the running cluster on purpose (kill, stop, cut, restart) and verify",
+        description="Run a chaos scenario against RELIER_REDIS_URL and the workers that opted "
+        "in with RELIER_CHAOS=1; prints did/verified/measured lines and PASS or FAIL. Exit "
+        "codes: 0 PASS, 1 FAIL, 2 cannot run here, 3 Redis unreachable, 4 not applicable.",
+    )
+    p.add_argument("scenario", choices=[*SCENARIOS, "all"], help="the scenario, or all")
+    p.add_argument(
+        "-A",
+        "--app",
+        metavar="MODULE",
+        help="module[:celery_app] of your tasks (key prefixes; partition's worker runs it)",
+    )
+    p.add_argument("--tasks", type=int, default=None, help="probe tasks to push besides")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for probes (default 30)"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_chaos)
     _cli_inspect.add_commands(sub)
     _cli_dlq.add_commands(sub)
     return parser

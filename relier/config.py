@@ -114,6 +114,11 @@ class RelierSettings(BaseSettings):
         description="Workers refuse to start unless Redis passes the preflight checks. "
         "Turning this off is for throwaway development servers only.",
     )
+    chaos: bool = Field(
+        False,
+        description="Let this worker run the probe tasks of `rl chaos` (queue relier-chaos), "
+        "including a poison pill that ends its own process. Off in production.",
+    )
     signing_key: SecretStr | None = Field(
         None,
         description="Secret key for HMAC-SHA256 envelope signatures: pushes sign with it, "

@@ -59,6 +59,10 @@ key                         type    written by      lifetime
                                                     were pushed to (``rl
                                                     status`` shows their
                                                     depth); no expiry
+``rl:chaos:workers``        hash    chaos_probes    workers that run ``rl chaos``
+                                                    probes; removed at exit
+``rl:{<id>}:chaos``         set     chaos_probes    one token per probe body
+                                                    run; EX one day
 ``rl:stats:<start s>``      hash    dispatch,       event counts of one 10 s
                                     complete, fail, bucket (field = event);
                                     dead_letter,    EX STATS_TTL_S from the
@@ -175,6 +179,15 @@ class Keys:
         """The event-count bucket holding time ``now_ms``, named by its start in seconds."""
         start_s = now_ms // STATS_BUCKET_MS * (STATS_BUCKET_MS // 1000)
         return f"{self.prefix}:stats:{start_s}"
+
+    @property
+    def chaos_workers(self) -> str:
+        """Hash of the workers that run ``rl chaos`` probes (:mod:`relier.chaos_probes`)."""
+        return f"{self.prefix}:chaos:workers"
+
+    def chaos_exec(self, task_id: str) -> str:
+        """Set of tokens, one per execution of a chaos probe's body, in the task's slot."""
+        return f"{self.prefix}:{{{task_id}}}:chaos"
 
     def queue(self, name: str) -> str:
         """kombu's list for ``name`` at priority 0 (what Celery workers BRPOP)."""
