@@ -107,7 +107,7 @@ def run(tasks: int = 500, idle_s: float = 5.0) -> dict[str, Any]:
     started = time.monotonic()
     with Stack("lifecycle") as stack:
         relier = Relier(load_settings(redis_url=stack.url))
-        plain_app.use(stack.url)
+        sender, plain_noop = plain_app.producer(stack.url)
         try:
             with bound(relier, relier_app.noop):
                 relier_app.noop.push(-1, NOTE)  # load the scripts, open the connection
@@ -116,14 +116,12 @@ def run(tasks: int = 500, idle_s: float = 5.0) -> dict[str, Any]:
                 r = _measure(
                     stack, RELIER_QUEUE, tasks, idle_s, lambda i: relier_app.noop.push(i, NOTE)
                 )
-            plain_app.noop.delay(-1, NOTE)
+            plain_noop.delay(-1, NOTE)
             stack.plain_worker("lcp", 2)
             wait_finished(stack.client, plain_app.QUEUE, 30, 0.05)
-            p = _measure(
-                stack, plain_app.QUEUE, tasks, idle_s, lambda i: plain_app.noop.delay(i, NOTE)
-            )
+            p = _measure(stack, plain_app.QUEUE, tasks, idle_s, lambda i: plain_noop.delay(i, NOTE))
         finally:
-            plain_app.app.close()
+            sender.close()
             relier.close()
     extra_sent = r["sent"] - p["sent"]
     _progress("Relier", r)

@@ -71,7 +71,7 @@ def run(warmup: int = 200) -> dict[str, Any]:
     with Stack("memory") as stack:
         stack.extra_env["BENCH_QUIET_TASKS"] = "1"
         relier = Relier(load_settings(redis_url=stack.url))
-        plain_app.use(stack.url)
+        sender, plain_noop = plain_app.producer(stack.url)
         try:
             worker = stack.relier_worker("mem", CONCURRENCY)
             with bound(relier, relier_app.noop):
@@ -79,10 +79,10 @@ def run(warmup: int = 200) -> dict[str, Any]:
             r = _measure(stack, worker, RELIER_QUEUE)
             worker = stack.plain_worker("memp", CONCURRENCY)
             for i in range(warmup):
-                plain_app.noop.delay(i, NOTE)
+                plain_noop.delay(i, NOTE)
             p = _measure(stack, worker, plain_app.QUEUE)
         finally:
-            plain_app.app.close()
+            sender.close()
             relier.close()
     for system, m in (("Relier", r), ("plain Celery", p)):
         parts = ", ".join(f"{name} {v['rss'] / 1024:.1f}" for name, v in m.items())

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from typing import Any
 
 import redis
 from celery import Celery
@@ -29,17 +30,18 @@ STARTED_KEY = "bench:plain:started:"
 RELEASE_KEY = "bench:release:"
 STORM_KEY = "bench:storm:done"
 
+CONF: dict[str, Any] = {
+    "task_default_queue": QUEUE,
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "worker_prefetch_multiplier": 1,
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "task_ignore_result": True,
+    "broker_connection_retry_on_startup": True,
+}
 app = Celery("bench_plain", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"))
-app.conf.update(
-    task_default_queue=QUEUE,
-    task_serializer="json",
-    accept_content=["json"],
-    worker_prefetch_multiplier=1,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    task_ignore_result=True,
-    broker_connection_retry_on_startup=True,
-)
+app.conf.update(CONF)
 
 if os.environ.get("BENCH_QUIET_TASKS") == "1":
     for _name in ("celery.worker.strategy", "celery.app.trace"):
@@ -55,11 +57,16 @@ def _redis() -> redis.Redis:
     return _client
 
 
-def use(url: str) -> None:
-    """Point this process's app (its producer: ``task.delay``) at the benchmark's Redis."""
-    global _client
-    app.conf.broker_url = url
-    _client = None
+def producer(url: str) -> tuple[Celery, Any]:
+    """A new app on ``url`` with this module's settings, and its :func:`noop` task.
+
+    For the benchmark process, which calls ``noop.delay(...)`` the way a plain Celery
+    program does; a new app for each benchmark's Redis (kombu keeps the connections
+    of an app it has used, even after its broker URL changes). Close the app after.
+    """
+    sender = Celery("bench_plain", broker=url)
+    sender.conf.update(CONF)
+    return sender, sender.task(name="bench_plain.noop", shared=False)(noop.run)
 
 
 @app.task(name="bench_plain.hold", acks_late=True, reject_on_worker_lost=True)

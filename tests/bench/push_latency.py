@@ -79,11 +79,11 @@ def run(ops: int = 10_000, batch: int = 10_000, batches: int = 5) -> dict[str, A
     loop = asyncio.new_event_loop()
     with Stack("push-latency") as stack:
         relier = Relier(load_settings(redis_url=stack.url))
-        plain_app.use(stack.url)
+        sender, plain_noop = plain_app.producer(stack.url)
         try:
             with bound(relier, relier_app.noop):
                 cases = {
-                    DELAY: sync_block(lambda i: plain_app.noop.delay(i, NOTE)),
+                    DELAY: sync_block(lambda i: plain_noop.delay(i, NOTE)),
                     PUSH: sync_block(lambda i: relier_app.noop.push(i, NOTE)),
                     APUSH: async_block(loop, lambda i: relier_app.noop.apush(i, NOTE)),
                 }
@@ -92,7 +92,7 @@ def run(ops: int = 10_000, batch: int = 10_000, batches: int = 5) -> dict[str, A
                 loop.run_until_complete(relier.aclose())
         finally:
             loop.close()
-            plain_app.app.close()
+            sender.close()
             relier.close()
     print_timings(timings)
     rates = [batch / s for s in many]
