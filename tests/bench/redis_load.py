@@ -22,8 +22,6 @@ Run: ``python -m tests.bench.redis_load [--window 10]``.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,7 +30,7 @@ from typing import Any
 from relier import Relier, load_settings
 
 from . import relier_app
-from ._harness import BenchError, Stack, exit_cleanly_on_sigterm, table, wait_for
+from ._harness import BenchError, CommandCounter, Stack, exit_cleanly_on_sigterm, table, wait_for
 
 IN_FLIGHT = (0, 1, 50)
 CONCURRENCY = 50
@@ -40,71 +38,25 @@ MAX_RATIO = 1.2
 # Sample long-running tasks in their steady state: past Relier's orphan age (10 s), after
 # which the resurrector's sweep of kombu's ``unacked`` starts looking at their messages.
 SETTLE_S = 20.0
-# 1715712345.123456 [0 127.0.0.1:40000] "SET" "rl:worker:..."   (or [0 lua] inside a script)
-_MONITOR_LINE = re.compile(r'^(?P<t>\d+\.\d+) \[\d+ (?P<src>[^\]]+)\] "(?P<cmd>[^"]+)"')
-
-
-def _commandstats(client: Any) -> Counter[str]:
-    stats = client.info("commandstats")
-    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
-
-
-def _client_names(client: Any) -> dict[str, str]:
-    return {c["addr"]: c.get("name", "") for c in client.client_list()}
 
 
 def sample(stack: Stack, window: float) -> dict[str, Any]:
     """Commands executed during ``window`` seconds, by source and by command."""
-    log_path = stack.dir / f"monitor-{time.monotonic_ns()}.log"
-    client = stack.client
-    with log_path.open("wb") as out:
-        monitor = subprocess.Popen(
-            ["redis-cli", "-h", stack.redis.host, "-p", str(stack.redis.port), "monitor"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for("MONITOR to start", lambda: log_path.read_bytes().startswith(b"OK"), 10, 0.01)
-        names = _client_names(client)
-        before = _commandstats(client)
-        wall0, t0 = time.time(), time.monotonic()
-        time.sleep(window)
-        wall1, t1 = time.time(), time.monotonic()
-        after = _commandstats(client)
-        names.update(_client_names(client))
-        time.sleep(0.2)  # let redis-cli write out the window's last lines
-    finally:
-        monitor.terminate()
-        monitor.wait(5)
-    elapsed = t1 - t0
-    delta = after - before
-    # Redis counts a command after running it: the delta holds the sampler's first INFO
-    # (not its second), and its CLIENT LIST calls fall outside the window.
-    all_clients = sum(delta.values()) - 1
-    by_source: Counter[str] = Counter()
-    relier_cmds: Counter[str] = Counter()
-    for line in log_path.read_text(errors="replace").splitlines():
-        match = _MONITOR_LINE.match(line)
-        if match is None or not wall0 <= float(match["t"]) <= wall1:
-            continue
-        src, cmd = match["src"], match["cmd"].upper()
-        if src == "lua":
-            by_source["lua"] += 1
-            continue
-        name = names.get(src, "?")
-        if name == "bench":
-            continue
-        source = "relier" if name == "relier" else "celery"
-        by_source[source] += 1
-        if source == "relier":
-            relier_cmds[cmd] += 1
+    counter = CommandCounter(stack)
+    counter.start()
+    time.sleep(window)
+    counted = counter.stop()
+    elapsed = counted.elapsed_s
+    relier = counted.sent["relier"]
+    relier_cmds = Counter(
+        {cmd.upper(): n for (name, cmd), n in counted.sent_commands.items() if name == "relier"}
+    )
     return {
         "elapsed_s": elapsed,
-        "relier_per_s": by_source["relier"] / elapsed,
-        "celery_per_s": by_source["celery"] / elapsed,
-        "lua_per_s": by_source["lua"] / elapsed,
-        "all_per_s": all_clients / elapsed,
+        "relier_per_s": relier / elapsed,
+        "celery_per_s": (sum(counted.sent.values()) - relier) / elapsed,
+        "lua_per_s": counted.in_lua / elapsed,
+        "all_per_s": sum(counted.commands.values()) / elapsed,
         "relier_commands_per_s": {k: v / elapsed for k, v in relier_cmds.most_common()},
     }
 
