@@ -17,6 +17,8 @@ Checks, without Redis or network:
 * the worker examples of docs/deployment.md (systemd, Compose, Kubernetes)
   send SIGTERM to the worker alone and wait longer than its
   ``RELIER_SHUTDOWN_GRACE`` before they kill it;
+* every relative link in the docs names a file that exists and, with a
+  ``#fragment``, a heading of that page;
 * every public name in ``relier.__all__`` has a section in docs/api-reference.md;
 * docs/troubleshooting.md has a section for every exception class in
   :mod:`relier.errors` and for every DLQ reason the code can write (the
@@ -449,6 +451,42 @@ def test_compose_and_kubernetes_workers_drain_before_the_kill() -> None:
     for pod in pods:
         assert pod["terminationGracePeriodSeconds"] > grace
         assert all("livenessProbe" in c for c in pod["containers"])
+
+
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def anchors(path: Path) -> set[str]:
+    """The heading anchors GitHub makes for a Markdown page (``#the-heading``)."""
+    _, prose = split_markdown(path.read_text(encoding="utf-8"))
+    seen: dict[str, int] = {}
+    found = set()
+    for line in prose.splitlines():
+        heading = re.match(r"#{1,6}\s+(?P<text>.+?)\s*#*$", line)
+        if heading is None:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading["text"].lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    broken = []
+    for path in doc_files():
+        _, prose = split_markdown(path.read_text(encoding="utf-8"))
+        for match in _LINK.finditer(prose):
+            target = match["target"]
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto: not checked here
+            file_part, _, fragment = target.partition("#")
+            linked = (path.parent / file_part).resolve() if file_part else path
+            if not linked.exists():
+                broken.append(f"{_name(path)}: {target} (no such file)")
+            elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
+                broken.append(f"{_name(path)}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
 
 
 def error_classes() -> list[str]:
