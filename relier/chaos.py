@@ -31,8 +31,11 @@ from typing import Any
 
 from . import chaos_probes as probes
 from ._chaos_ledger import Expect, Ledger
+from ._cli_format import EXIT_UNAVAILABLE
 from .app import Relier
+from .clock import now_ms
 from .connection import translate_errors
+from .errors import RedisUnavailableError
 from .leases import list_workers
 
 __all__ = [
@@ -51,6 +54,9 @@ EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_CANNOT_RUN = 2
 EXIT_NOT_APPLICABLE = 4
+
+STALE_MS = 86_400_000
+"""A probe-worker listing this old, of a worker no longer in ``rl:workers``, is dropped."""
 
 ENABLE_HINT = (
     "start the workers with RELIER_CHAOS=1 (`RELIER_CHAOS=1 rl worker -A yourapp ...`; with "
@@ -97,6 +103,7 @@ class ScenarioResult:
             "PASS": EXIT_PASS,
             "FAIL": EXIT_FAIL,
             "NOT APPLICABLE": EXIT_NOT_APPLICABLE,
+            "REDIS UNAVAILABLE": EXIT_UNAVAILABLE,
         }.get(self.status, EXIT_CANNOT_RUN)
 
 
@@ -144,10 +151,20 @@ class ChaosRun:
 
     # -- the cluster ------------------------------------------------------
     def workers(self) -> list[ProbeWorker]:
-        """Live workers that run the probes; drops listings of workers long gone."""
+        """Live workers that run the probes; drops listings of workers long gone.
+
+        A worker missing from ``rl:workers`` may be one that froze or was cut
+        off and lists itself again when it wakes: only its entry older than
+        :data:`STALE_MS` goes.
+        """
         listed = {w.worker_id: w for w in list_workers(self.relier)}
         registered = probes.probe_workers(self.relier)
-        gone = [wid for wid in registered if wid not in listed]
+        old = now_ms() - STALE_MS
+        gone = [
+            wid
+            for wid, info in registered.items()
+            if wid not in listed and int(info.get("started", 0)) < old
+        ]
         if gone:
             self.relier.redis.hdel(self.relier.keys.chaos_workers, *gone)
         here = socket.gethostname()
@@ -216,6 +233,8 @@ class ChaosRun:
                 elif state in ("SUCCEEDED", "DEAD"):
                     pending.remove(task_id)
             time.sleep(0.02)
+        # The others may still be waiting in the target's prefetch: end their hold.
+        probes.release(self.relier, pending)
         return running
 
     def finish(self, wait: float | None = None) -> None:
@@ -272,16 +291,17 @@ def _ping(run: ChaosRun) -> None:
 
 
 def _scenarios() -> dict[str, Callable[[ChaosRun], None]]:
-    from . import _chaos_scenarios as s
+    from . import _chaos_redis as r
+    from . import _chaos_workers as w
 
     return {
-        "worker-kill": s.worker_kill,
-        "sigterm": s.sigterm,
-        "zombie": s.zombie,
-        "redis-restart": s.redis_restart,
-        "poison-pill": s.poison_pill,
-        "load-spike": s.load_spike,
-        "partition": s.partition,
+        "worker-kill": w.worker_kill,
+        "sigterm": w.sigterm,
+        "zombie": w.zombie,
+        "redis-restart": r.redis_restart,
+        "poison-pill": w.poison_pill,
+        "load-spike": w.load_spike,
+        "partition": r.partition,
     }
 
 
@@ -323,7 +343,11 @@ def _run_one(
         result.status, result.reason = "CANNOT RUN", str(exc)
     except NotApplicable as exc:
         result.status, result.reason = "NOT APPLICABLE", str(exc)
+    except RedisUnavailableError as exc:
+        result.status, result.reason = "REDIS UNAVAILABLE", str(exc)
     finally:
+        # No probe of this run may keep holding a worker after it.
+        run.cleanups.insert(0, lambda: probes.release(relier, run.ledger.ids))
         for cleanup in reversed(run.cleanups):
             try:
                 cleanup()
@@ -355,6 +379,8 @@ def run_chaos(
         code = EXIT_PASS
         if any(r.status == "FAIL" for r in results):
             code = EXIT_FAIL
+        elif any(r.status == "REDIS UNAVAILABLE" for r in results):
+            code = EXIT_UNAVAILABLE
         elif any(r.status == "CANNOT RUN" for r in results):
             code = EXIT_CANNOT_RUN
         if not as_json:

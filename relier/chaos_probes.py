@@ -18,7 +18,7 @@ random tokens, in the task's hash-tag slot, expiring after a day), so the
 ledger can compare body runs with the journal's commits.
 
 Keys owned: ``rl:chaos:workers`` (hash, worker id -> JSON ``{"node", "host",
-"pid"}``) and ``rl:{<id>}:chaos`` (set).
+"pid", "started"}``) and ``rl:{<id>}:chaos`` (set).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import redis.exceptions
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 from . import app as _app
+from .clock import now_ms
 from .context import TaskContext
 from .errors import ConfigurationError
 from .task import rl_task
@@ -49,6 +50,7 @@ __all__ = [
     "limited",
     "ping",
     "probe_workers",
+    "release",
 ]
 
 log = logging.getLogger("relier.chaos")
@@ -101,14 +103,27 @@ def ping(ctx: TaskContext) -> dict[str, object]:
 
 @rl_task(name="relier.chaos.hold", queue=QUEUE, max_retries=0)
 def hold(ctx: TaskContext, target: str, seconds: float, short: float) -> dict[str, object]:
-    """Sleeps ``seconds`` on the first attempt on worker ``target`` (an id), else ``short``.
+    """Holds ``seconds`` on the first attempt on worker ``target`` (an id), else sleeps ``short``.
 
     The scenario signals ``target`` while this runs there; a re-run (on any
-    worker) or a run elsewhere ends quickly.
+    worker) or a run elsewhere ends quickly, and so does a hold released
+    early (``rl:{<id>}:chaos_release``, see :func:`release`).
     """
     _bump(ctx)
     here = current_worker_id("")
-    time.sleep(seconds if here == target and ctx.attempt == 1 else short)
+    if here != target or ctx.attempt != 1:
+        time.sleep(short)
+        return _outcome(ctx)
+    relier = _app.current()
+    release = relier.keys.chaos_release(ctx.task_id)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+        try:
+            if relier.redis.exists(release):
+                break
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pass  # cut off from Redis (the partition scenario): keep holding
     return _outcome(ctx)
 
 
@@ -137,6 +152,16 @@ def limited(ctx: TaskContext, n: int) -> int:
     return n
 
 
+def release(relier: _app.Relier, task_ids: list[str]) -> None:
+    """End the hold of these ``hold`` probes (those still holding return within 50 ms)."""
+    if not task_ids:
+        return
+    with relier.redis.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.set(relier.keys.chaos_release(task_id), 1, ex=3600)
+        pipe.execute()
+
+
 def executions(relier: _app.Relier, task_ids: list[str]) -> dict[str, int]:
     """How many times each probe's body ran."""
     with relier.redis.pipeline(transaction=False) as pipe:
@@ -147,7 +172,7 @@ def executions(relier: _app.Relier, task_ids: list[str]) -> dict[str, int]:
 
 
 def probe_workers(relier: _app.Relier) -> dict[str, dict[str, Any]]:
-    """Worker id -> ``{"node", "host", "pid"}`` of each worker that listed itself."""
+    """Worker id -> ``{"node", "host", "pid", "started"}`` of each worker that listed itself."""
     raw = relier.redis.hgetall(relier.keys.chaos_workers)
     return {k.decode(): json.loads(v) for k, v in raw.items()}
 
@@ -166,7 +191,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         return
     relier = _app.current()
     node = str(getattr(sender, "hostname", wid.split("#")[0]))
-    info = {"node": node, "host": socket.gethostname(), "pid": os.getpid()}
+    info = {"node": node, "host": socket.gethostname(), "pid": os.getpid(), "started": now_ms()}
     try:
         relier.redis.hset(relier.keys.chaos_workers, wid, json.dumps(info))
     except redis.exceptions.RedisError as exc:

@@ -63,6 +63,8 @@ key                         type    written by      lifetime
                                                     probes; removed at exit
 ``rl:{<id>}:chaos``         set     chaos_probes    one token per probe body
                                                     run; EX one day
+``rl:{<id>}:chaos_release`` string  rl chaos        ends a holding probe's
+                                                    sleep; EX one hour
 ``rl:stats:<start s>``      hash    dispatch,       event counts of one 10 s
                                     complete, fail, bucket (field = event);
                                     dead_letter,    EX STATS_TTL_S from the
@@ -188,6 +190,10 @@ class Keys:
     def chaos_exec(self, task_id: str) -> str:
         """Set of tokens, one per execution of a chaos probe's body, in the task's slot."""
         return f"{self.prefix}:{{{task_id}}}:chaos"
+
+    def chaos_release(self, task_id: str) -> str:
+        """String whose presence ends a holding chaos probe's long sleep early."""
+        return f"{self.prefix}:{{{task_id}}}:chaos_release"
 
     def queue(self, name: str) -> str:
         """kombu's list for ``name`` at priority 0 (what Celery workers BRPOP)."""

@@ -168,7 +168,8 @@ def test_zombie(cluster: Cluster) -> None:
     result = passed(cluster.run("zombie", "--json"))
     figures = result["figures"]
     assert figures["ledger"]["stale_commits"] >= 1
-    assert figures["stop_to_restarted_elsewhere_ms"] > 1000  # waited out the 1 s lease
+    # It waited out the 1 s lease (renewed every 0.2 s, so it had 0.8 to 1 s left).
+    assert figures["stop_to_restarted_elsewhere_ms"] >= 700
     assert_journal_clean(cluster.client)
 
 
@@ -287,7 +288,7 @@ def test_redis_restart_and_an_opted_out_worker(own_redis: LocalRedis, tmp_path: 
         client = own_redis.client()
         assert int(client.info("server")["process_id"]) != old_pid, "Redis was restarted"
         assert result["figures"]["outage_seconds"] >= 1.0
-        assert result["figures"]["pushes_refused_and_retried"] > 0
+        assert result["figures"]["pushes_refused"] > 0
         assert worker.is_alive()
         assert_journal_clean(client)
     finally:
