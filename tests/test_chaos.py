@@ -73,9 +73,11 @@ def test_proxy_forwards_cuts_and_restores(echo_server: int) -> None:
             if not held.recv(16):
                 raise ConnectionResetError("closed")
         held.close()
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=2) as sock:
-            with contextlib.suppress(ConnectionResetError):  # closed, or reset
-                assert sock.recv(16) == b"", "a connection made during the cut is closed"
+        with (
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=2) as sock,
+            contextlib.suppress(ConnectionResetError),  # closed, or reset
+        ):
+            assert sock.recv(16) == b"", "a connection made during the cut is closed"
         assert proxy.refused == 1
 
         proxy.restore()
