@@ -160,7 +160,7 @@ def checks(result: dict[str, Any]) -> list[list[str]]:
 
 
 def _f(value: float) -> str:
-    return f"{value:.2f}"
+    return f"{value + 0.0:.2f}" if abs(value) >= 0.005 else "0.00"  # never "-0.00"
 
 
 def report(result: dict[str, Any], markdown: bool = False) -> str:

@@ -107,14 +107,27 @@ def _total(m: dict[str, dict[str, int]], kind: str) -> int:
 def checks(result: dict[str, Any]) -> list[list[str]]:
     """Summary rows: benchmark, check, measured, target, result."""
     r, p = result["relier"], result["plain"]
+
+    def pool(m: dict[str, dict[str, int]], kind: str) -> float:
+        values = [v[kind] for name, v in m.items() if name != "main"]
+        return sum(values) / len(values)
+
+    rows = [
+        ("main process", r["main"]["uss"], p["main"]["uss"], r["main"]["rss"], p["main"]["rss"]),
+        ("pool process (mean)", pool(r, "uss"), pool(p, "uss"), pool(r, "rss"), pool(p, "rss")),
+    ]
     out = []
-    for process in ("main", "pool 1"):
+    for name, ru, pu, rr, pr in rows:
         measured = (
-            f"USS {_mib(r[process]['uss'])} vs {_mib(p[process]['uss'])} MiB "
-            f"({(r[process]['uss'] - p[process]['uss']) / 1024:+.1f}); RSS "
-            f"{_mib(r[process]['rss'])} vs {_mib(p[process]['rss'])} MiB"
+            f"USS {_mib(ru)} vs {_mib(pu)} MiB ({(ru - pu) / 1024:+.1f}); "
+            f"RSS {_mib(rr)} vs {_mib(pr)} MiB ({(rr - pr) / 1024:+.1f})"
         )
-        out.append(["memory", f"{process} process, Relier vs plain Celery", measured, "-", "info"])
+        out.append(["memory", f"{name}, Relier vs plain Celery", measured, "-", "info"])
+    measured = (
+        f"PSS {_mib(_total(r, 'pss'))} vs {_mib(_total(p, 'pss'))} MiB "
+        f"({(_total(r, 'pss') - _total(p, 'pss')) / 1024:+.1f})"
+    )
+    out.append(["memory", "whole worker, Relier vs plain Celery", measured, "-", "info"])
     return out
 
 
