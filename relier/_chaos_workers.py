@@ -198,7 +198,7 @@ def zombie(run: ChaosRun) -> None:
 def sigterm(run: ChaosRun) -> None:
     """SIGTERM a worker holding probes: it hands back what it did not start and exits."""
     target = _pick_local(run.require(count=2, local=1))
-    run.land(target, seconds=1.0)
+    (running,) = run.land(target, seconds=1.0)
     for _ in range(run.tasks or 10):
         run.push(probes.ping)
     at = now_ms()
@@ -222,6 +222,18 @@ def sigterm(run: ChaosRun) -> None:
         if (s := after(verdict.histories[task_id], "started", int(e["t"]))) is not None
     ]
     run.did(f"the worker handed {len(handbacks)} probes back; it stays stopped (restart it)")
+    result = json.loads(verdict.jobs[running].get("result", "{}"))
+    finished_there = result.get("worker") == target.worker_id
+    handed = any(task_id == running for task_id, _ in handbacks)
+    run.check(
+        finished_there or handed,
+        "the probe running at SIGTERM "
+        + (
+            "finished on the stopping worker, within the grace period"
+            if finished_there
+            else f"was handed back and ran on {result.get('worker')}"
+        ),
+    )
     listed = any(w.worker_id == target.worker_id for w in run.workers())
     run.check(not listed, "the stopped worker is no longer listed as alive")
     run.figure("sigterm_to_exit_ms", exit_ms)
