@@ -22,7 +22,8 @@ Checks, without Redis or network:
 * every public name in ``relier.__all__`` has a section in docs/api-reference.md;
 * docs/troubleshooting.md has a section for every exception class in
   :mod:`relier.errors` and for every DLQ reason the code can write (the
-  :class:`relier.Reason` members and the reasons Lua scripts write literally).
+  :class:`relier.Reason` members and the reasons Lua scripts write literally),
+  and quotes a sample of error messages exactly as the code writes them.
 
 Run ``python tests/test_docs.py`` to print the settings table generated from
 the code (paste it into docs/configuration.md and write the descriptions).
@@ -32,16 +33,19 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import datetime
 import json
 import re
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import annotated_types
 import pytest
+import redis.exceptions
 import yaml  # PyYAML: a dependency of schemathesis, in the dev extra
+from celery import Celery
 from pydantic import SecretStr
 
 import relier
@@ -49,7 +53,9 @@ from relier import RelierError, RelierSettings
 from relier import errors as errors_module
 from relier.cli import build_parser
 from relier.config import ENV_PREFIX
+from relier.connection import translate_errors
 from relier.dlq import Reason
+from relier.envelope import dumps
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -534,6 +540,52 @@ def test_troubleshooting_has_a_section_for_every_dlq_reason() -> None:
     )
     missing = [reason for reason in reasons if reason not in _sections(TROUBLESHOOTING)]
     assert not missing, f"{_name(TROUBLESHOOTING)} has no section for the DLQ reasons {missing}"
+
+
+def _message_of(make: Callable[[], object]) -> str:
+    try:
+        make()
+    except RelierError as exc:
+        return str(exc)
+    raise AssertionError(f"{make} raised nothing")
+
+
+def test_troubleshooting_quotes_the_messages_the_code_writes() -> None:
+    # The quickstart's task, compiled without this module's postponed annotations
+    # so that its signature reads as a user's would (`user_id: int`, not `'int'`).
+    namespace: dict[str, Any] = {}
+    source = "def send_welcome_email(user_id: int, template: str = 'welcome') -> None: ..."
+    exec(compile(source, "<quickstart>", "exec", dont_inherit=True), namespace)
+    send_welcome_email = relier.rl_task(name="myproject.tasks.send_welcome_email")(
+        namespace["send_welcome_email"]
+    )
+
+    def unreachable() -> None:
+        with translate_errors("<url>"):
+            raise redis.exceptions.ConnectionError("<redis-py error>")
+
+    settings = relier.load_settings(redis_url="redis://127.0.0.1:6379/0")  # never connected to
+    pickle_app = Celery("quoted", broker=settings.redis_url, accept_content=["json", "pickle"])
+    made: list[Callable[[], object]] = [
+        lambda: relier.load_settings(redis_url="http://x"),
+        lambda: relier.Relier(settings, Celery("quoted", broker="redis://cache:6379/0")),
+        lambda: relier.Relier(settings, pickle_app),
+        lambda: relier.rl_task(name="quoted.t", soft_timeout=30, hard_timeout=10)(lambda: None),
+        lambda: send_welcome_email.validator.to_json(("x",), {}),
+        lambda: send_welcome_email.validator.to_json((1, "a", "b"), {}),
+        lambda: dumps([datetime.date(2026, 1, 2)], what="args"),
+        lambda: dumps([float("nan")], what="args"),
+        lambda: dumps([{1: 2}], what="args"),
+        unreachable,
+    ]
+    messages = [_message_of(make) for make in made]
+    messages += [
+        str(relier.TaskFailedError("<id>", "<reason>", "<error>")),
+        str(relier.IdempotencyConflictError("<task>", "<key>", "<id>")),
+    ]
+    page = " ".join(TROUBLESHOOTING.read_text(encoding="utf-8").split())
+    missing = [m for m in messages if " ".join(m.split()) not in page]
+    assert not missing, f"{_name(TROUBLESHOOTING)} no longer quotes the code's messages: {missing}"
 
 
 def test_every_reason_a_lua_script_writes_is_a_reason_member() -> None:
