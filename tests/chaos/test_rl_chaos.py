@@ -174,7 +174,7 @@ def test_zombie(cluster: Cluster) -> None:
 
 
 def test_partition(cluster: Cluster) -> None:
-    result = passed(cluster.run("partition", "--json"))
+    result = passed(cluster.run("partition", "-A", APP, "--json"))
     figures = result["figures"]
     assert figures["cut_seconds"] > 2.0  # longer than twice the 1 s lease
     assert figures["ledger"]["stale_commits"] >= 2
@@ -247,8 +247,8 @@ def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
             time.sleep(0.05)
 
 
-@pytest.mark.timeout(150)
-def test_redis_restart_and_an_opted_out_worker(own_redis: LocalRedis, tmp_path: Path) -> None:
+@pytest.mark.timeout(240)
+def test_redis_restart_all_and_an_opted_out_worker(own_redis: LocalRedis, tmp_path: Path) -> None:
     url = own_redis.url
     factory = WorkerFactory(chaos_env(url), ROOT, tmp_path / "workers")
     client = own_redis.client()
@@ -291,5 +291,20 @@ def test_redis_restart_and_an_opted_out_worker(own_redis: LocalRedis, tmp_path: 
         assert result["figures"]["pushes_refused"] > 0
         assert worker.is_alive()
         assert_journal_clean(client)
+
+        # Every scenario in turn, on two workers (sigterm, last, stops one of them).
+        second = factory(APP, "--without-mingle", "--without-gossip")
+        deadline = time.monotonic() + 10
+        while not probe_listed(client, [worker, second]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc = rl_chaos(chaos_env(url), "all", "--json", timeout=150)
+        report = json.loads(proc.stdout)
+        statuses = {r["scenario"]: r["status"] for r in report["scenarios"]}
+        assert proc.returncode == 0 and report["exit_code"] == 0, proc.stdout
+        assert statuses == dict.fromkeys(statuses, "PASS") and len(statuses) == 7, statuses
+        assert [r["scenario"] for r in report["scenarios"]][-1] == "sigterm"
+        assert sum(w.is_alive() for w in (worker, second)) == 1
+        assert_journal_clean(own_redis.client())
     finally:
         factory.close()
