@@ -146,7 +146,8 @@ def report(result: dict[str, Any], markdown: bool = False) -> str:
     return (
         f"{table(headers, body, markdown)}\n\n"
         f"MiB, after {result['warmup']} no-op tasks on one worker per system (prefork, "
-        f"concurrency {CONCURRENCY}); the sum's RSS counts shared pages once per process."
+        f"concurrency {CONCURRENCY}). The sum's RSS counts shared pages again in every "
+        f"process; its PSS and USS do not."
     )
 
 
