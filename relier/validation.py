@@ -20,10 +20,11 @@ annotations``) resolve.
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pydantic
 import pydantic_core
@@ -33,6 +34,10 @@ from .errors import ConfigurationError, PayloadNotSerializableError, PayloadVali
 __all__ = ["Validator"]
 
 _PASS = (inspect.Parameter.empty, Any)
+# Hints whose adapter, for a value of exactly that type (not a subclass), gives
+# the value back unchanged both ways: such arguments skip pydantic (a push
+# of plain ints and strings pays no validation). Floats only when finite.
+_IDENTITY = (str, int, bool, float)
 
 
 class Validator:
@@ -48,6 +53,12 @@ class Validator:
         self._params: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._slots: tuple[list[str], str | None, set[str], str | None] = ([], None, set(), None)
         self._result: pydantic.TypeAdapter[Any] | None = None
+        # Names whose hint is one of _IDENTITY, and that type.
+        self._plain: dict[str, type] = {}
+        # (required, most) positional arguments when a call made of positional
+        # arguments alone can be checked by counting them (no required
+        # keyword-only parameter); most is None with *args. None: always bind.
+        self._arity: tuple[int, int | None] | None = None
 
     def _build(self) -> None:
         with self._lock:
@@ -91,11 +102,26 @@ class Validator:
                 next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None),
             )  # fmt: skip
             self._params = adapters
+            self._plain = {
+                p.name: hint
+                for p in params
+                if (hint := hints.get(p.name)) in _IDENTITY and p.name in adapters
+            }
+            self._arity = _arity(params)
             self._built = True
 
     def _bound(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Any:
         self._build()
         assert self._signature is not None
+        arity = self._arity
+        # What bind would conclude for positional arguments alone, by counting.
+        if (
+            arity is not None
+            and not kwargs
+            and arity[0] <= len(args)
+            and (arity[1] is None or len(args) <= arity[1])
+        ):
+            return None
         try:
             return self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -112,10 +138,16 @@ class Validator:
         # The call keeps its shape (what was positional stays positional):
         # idempotency keys and key= callables see the arguments as given.
         positional, star_args, keyword, star_kwargs = self._slots
+        plain = self._plain
 
         def one(name: str | None, value: Any) -> Any:
             adapter = self._params.get(name) if name else None
-            return value if adapter is None else convert(name or "", adapter, value)
+            if adapter is None:
+                return value
+            kind = plain.get(name or "")
+            if type(value) is kind and (kind is not float or math.isfinite(cast(float, value))):
+                return value  # the adapter would give it back unchanged
+            return convert(name or "", adapter, value)
 
         new_args = [
             one(positional[i] if i < len(positional) else star_args, value)
@@ -200,3 +232,15 @@ class Validator:
         except pydantic.ValidationError:
             # Written by another version of the task: hand over what is stored.
             return value
+
+
+def _arity(params: list[inspect.Parameter]) -> tuple[int, int | None] | None:
+    """(required, most) positional arguments, or None when counting cannot decide."""
+    kinds = inspect.Parameter
+    positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY,
+                                                  kinds.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+    if any(p.kind is kinds.KEYWORD_ONLY and p.default is kinds.empty for p in params):
+        return None
+    required = sum(1 for p in positional if p.default is kinds.empty)
+    star = any(p.kind is kinds.VAR_POSITIONAL for p in params)
+    return required, None if star else len(positional)

@@ -183,3 +183,30 @@ def test_an_invalid_push_raises_and_enqueues_nothing(rl: Relier) -> None:
     with pytest.raises(PayloadValidationError):
         ship_task.push_many([(WHEN, ORDER, Decimal(1)), (WHEN, ORDER)])
     assert client.llen("celery") == before
+
+
+def test_plain_values_skip_pydantic_yet_convert_like_it() -> None:
+    def fn(a: int, b: str, c: float, d: bool = False, *rest: int) -> None: ...
+
+    v = Validator(fn, "t", skip_first=False)
+    assert v.to_json((1, "x", 2.5, True, 3, 4), {}) == ([1, "x", 2.5, True, 3, 4], {})
+    # Not exactly the hinted type: pydantic converts as before.
+    assert v.to_json((True, "x", 2, False), {}) == ([1, "x", 2.0, False], {})
+    with pytest.raises(PayloadValidationError, match="a"):
+        v.to_json(("nope", "x", 1.0), {})
+
+
+def test_counted_arity_refuses_what_bind_refuses() -> None:
+    def fn(a: int, b: int = 0, *, c: int = 1) -> None: ...
+
+    def kw_only(a: int, *, c: int) -> None: ...
+
+    v, k = Validator(fn, "t", skip_first=False), Validator(kw_only, "k", skip_first=False)
+    assert v.to_json((1,), {}) == ([1], {})
+    assert v.to_json((1, 2), {"c": 3}) == ([1, 2], {"c": 3})
+    for bad in ((), (1, 2, 3)):
+        with pytest.raises(PayloadValidationError, match="do not fit"):
+            v.to_json(bad, {})
+    with pytest.raises(PayloadValidationError, match="do not fit"):
+        k.to_json((1,), {})  # c is required: counting cannot decide, bind does
+    assert k.to_json((1,), {"c": 2}) == ([1], {"c": 2})
