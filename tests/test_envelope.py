@@ -12,12 +12,13 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relier.envelope import FORMAT_VERSION, Envelope, decode, dumps, encode
+from relier.envelope import FORMAT_VERSION, Envelope, decode, dumps, encode, encode_call
 from relier.errors import (
     BadSignatureError,
     InvalidEnvelopeError,
@@ -427,3 +428,33 @@ def test_garbage_is_invalid_not_bad_signature() -> None:
         with pytest.raises(InvalidEnvelopeError) as info:
             decode(data, keys=[KEY])
         assert not isinstance(info.value, BadSignatureError)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[1, "x", None, True, 2.5], [{"nested": [1]}], (1, 2)],
+)
+def test_encode_call_writes_the_bytes_encode_writes(args: Any) -> None:
+    env = Envelope(id="i", task="t", args=list(args), kwargs={"k": 1.5}, ts=9, schema_version=3,
+                   idempotency_key="ik", trace={"traceparent": "00-x"})  # fmt: skip
+    expected = encode(env, max_bytes=4096, key=b"k" * 16)
+    assert encode_call(
+        "i", "t", args, {"k": 1.5}, 9, 3, "ik", {"traceparent": "00-x"}, max_bytes=4096,
+        key=b"k" * 16,
+    ) == expected  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "where"),
+    [
+        ([1, float("nan")], {}, "args[1]"),
+        ([], {"a": float("inf")}, "kwargs['a']"),
+        ([], {1: 2}, "kwargs has a key 1"),
+        ([1, b"x"], {}, "args[1]"),
+    ],
+)
+def test_flat_arguments_are_refused_like_nested_ones(
+    args: list[Any], kwargs: dict[Any, Any], where: str
+) -> None:
+    with pytest.raises(PayloadNotSerializableError, match=re.escape(where)):
+        encode_call("i", "t", args, kwargs, 1, max_bytes=4096)
