@@ -20,9 +20,8 @@ import json
 import os
 import re
 import socket
-import uuid
 
-__all__ = ["TEMPLATE_TAIL", "message_template", "new_delivery_tag"]
+__all__ = ["TEMPLATE_TAIL", "message_template", "new_delivery_tag", "random_uuid"]
 
 TEMPLATE_TAIL = '"}}'
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
@@ -30,9 +29,20 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _EMBED_JSON = json.dumps(_EMBED, separators=(",", ":"))
 
 
+# The RFC 4122 variant (binary 10xx) of a random hex digit.
+_VARIANT = {f"{n:x}": f"{8 + (n & 3):x}" for n in range(16)}
+
+
+def random_uuid() -> str:
+    """``str(uuid.uuid4())``, the same distribution from the same source (16 bytes
+    of ``os.urandom``) without the ``UUID`` object: a third of the time."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
 def new_delivery_tag() -> str:
     """A fresh kombu delivery tag."""
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 def message_template(task_id: str, task_name: str, queue: str) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import kombu
 import pytest
 
-from relier.message import TEMPLATE_TAIL, message_template, new_delivery_tag
+from relier.message import TEMPLATE_TAIL, message_template, new_delivery_tag, random_uuid
 
 
 def complete(task_id: str, name: str, queue: str, tag: str) -> dict[str, object]:
@@ -92,3 +93,14 @@ def test_the_cached_template_is_exactly_the_message_built_whole(
     from relier.message import _build
 
     assert message_template(task_id, name, queue) == _build(task_id, name, queue)
+
+
+def test_random_uuid_is_a_version_4_uuid_string() -> None:
+    ids = [random_uuid() for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every variant digit (8, 9, a, b) occurs: the two random bits are kept.
+    assert {text[19] for text in ids} == set("89ab")
