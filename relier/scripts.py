@@ -10,6 +10,7 @@ share the argument builders below, so the two cannot drift apart.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -157,6 +158,16 @@ class _Args:
             [task_id, task_name, queue, envelope, message_template, delivery_tag, now, due,
              self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms, STATS_TTL_S],
         )  # fmt: skip
+
+    def dispatch_batch(self, items: Sequence[Sequence[Any]]) -> tuple[list[str], list[Any]]:
+        # dispatch.lua takes one task's KEYS and ARGV after another.
+        keys: list[str] = []
+        argv: list[Any] = []
+        for item in items:
+            k, a = self.dispatch(*item)
+            keys += k
+            argv += a
+        return keys, argv
 
     def claim(
         self,
@@ -348,6 +359,12 @@ class Scripts:
     def dispatch_in(self, pipe: Any, *a: Any) -> None:
         """Queue a dispatch on a pipeline (the caller executes it)."""
         self._call("dispatch", self.args.dispatch(*a), pipe)
+
+    def dispatch_many_in(self, pipe: Any, items: Sequence[Sequence[Any]]) -> None:
+        """Queue one dispatch.lua call for all of ``items`` (each the arguments of
+        :meth:`dispatch`) on a pipeline; its reply is the list of their replies,
+        or the one reply for a single item."""
+        self._call("dispatch", self.args.dispatch_batch(items), pipe)
 
     def claim(
         self,
@@ -556,6 +573,10 @@ class AsyncScripts:
     async def dispatch_in(self, pipe: Any, *a: Any) -> None:
         """Queue a dispatch on an async pipeline (the caller executes it)."""
         await self._call("dispatch", self.args.dispatch(*a), pipe)
+
+    async def dispatch_many_in(self, pipe: Any, items: Sequence[Sequence[Any]]) -> None:
+        """Async :meth:`Scripts.dispatch_many_in`."""
+        await self._call("dispatch", self.args.dispatch_batch(items), pipe)
 
     async def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
         """Async :meth:`Scripts.lock_acquire`."""

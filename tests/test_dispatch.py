@@ -363,3 +363,21 @@ def test_apush_from_concurrent_coroutines(rl: Relier, client: redis.Redis) -> No
     ids = asyncio.run(main())
     assert len(set(ids)) == 50
     assert client.llen("celery") == 50
+
+
+def test_push_many_batch_boundaries_keep_order_and_outcomes(
+    rl: Relier, client: redis.Redis
+) -> None:
+    # 1,101 calls: a full chunk of 10 batches, then one batch of a single call;
+    # an existing id inside a batch and as that last single call.
+    add.with_options(task_id="dup").push(0)
+    calls: list[Any] = [(n,) for n in range(1_101)]
+    calls[57] = calls[1_100] = Call((1,), {}, CallOptions(task_id="dup"))
+    handles = add.push_many(calls)
+    assert len(handles) == 1_101
+    created = [h.created for h in handles]
+    assert not created[57] and not created[1_100]
+    assert created.count(False) == 2
+    assert handles[57].id == handles[1_100].id == "dup"
+    fresh = [h.id for h in handles if h.created]
+    assert [message_task_id(m) for m in queued(client)] == ["dup", *fresh]

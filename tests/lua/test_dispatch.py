@@ -135,3 +135,33 @@ def test_queue_key_honours_kombu_global_keyprefix(client: redis.Redis) -> None:
     assert client.llen("kp:q") == 1
     assert client.llen("q") == 0
     assert client.hget("app1:{t1}:job", "state") == b"PENDING"
+
+
+def test_one_call_dispatches_a_batch_as_each_alone(scripts: Scripts, client: redis.Redis) -> None:
+    dispatch(scripts, "old")
+    items = [
+        (t, NAME, "q", envelope(t, 1), message_template(t, NAME, "q"), f"tag-{t}", 2_000, due)
+        for t, due in (("b1", 0), ("old", 0), ("b2", 9_000), ("b3", 0))
+    ]
+    with client.pipeline(transaction=False) as pipe:
+        scripts.dispatch_many_in(pipe, items)
+        (replies,) = pipe.execute()
+    assert replies == [[1, b"PENDING"], [0, b"PENDING"], [1, b"PENDING"], [1, b"PENDING"]]
+    # b2 is scheduled, b1 and b3 published after the earlier "old", in order.
+    assert [json.loads(m)["headers"]["id"] for m in reversed(client.lrange("q", 0, -1))] == [
+        "old", "b1", "b3",
+    ]  # fmt: skip
+    assert client.zscore(KEYS.schedule, "b2") == 9_000
+    for t in ("b1", "b2", "b3"):
+        assert decode(client.hget(KEYS.task(t).job, "env")).id == t
+        assert history(client, t)[0]["e"] == "dispatched"
+    assert len(history(client, "old")) == 1  # the duplicate changed nothing
+
+
+def test_a_batch_of_one_replies_like_a_single_dispatch(
+    scripts: Scripts, client: redis.Redis
+) -> None:
+    item = ("s1", NAME, "q", envelope("s1"), message_template("s1", NAME, "q"), "tag", 7, 0)
+    with client.pipeline(transaction=False) as pipe:
+        scripts.dispatch_many_in(pipe, [item])
+        assert pipe.execute() == [[1, b"PENDING"]]
