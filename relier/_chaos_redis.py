@@ -33,6 +33,7 @@ from ._tcp_proxy import TcpProxy
 from .chaos import CannotRun, ChaosRun, NotApplicable, ProbeWorker
 from .clock import now_ms
 from .errors import RedisUnavailableError
+from .localredis import die_with_parent
 
 __all__ = ["partition", "redis_restart", "restart_plan"]
 
@@ -231,7 +232,7 @@ class _PartitionWorker:
                     "--without-gossip", "-Q", probes.QUEUE,
                 ],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent(),
             )  # fmt: skip
 
     def tail(self) -> str:

@@ -21,6 +21,7 @@ Keys: the probes' (:mod:`relier.chaos_probes`); it owns none of its own.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sys
 import time
@@ -41,6 +42,7 @@ from .leases import list_workers
 __all__ = [
     "EXIT_CANNOT_RUN",
     "EXIT_FAIL",
+    "EXIT_INTERRUPTED",
     "EXIT_NOT_APPLICABLE",
     "EXIT_PASS",
     "SCENARIOS",
@@ -54,6 +56,7 @@ EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_CANNOT_RUN = 2
 EXIT_NOT_APPLICABLE = 4
+EXIT_INTERRUPTED = 130
 
 STALE_MS = 86_400_000
 """A probe-worker listing this old, of a worker no longer in ``rl:workers``, is dropped."""
@@ -364,6 +367,10 @@ def _run_one(
     return result
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_chaos(
     relier: Relier,
     scenario: str,
@@ -372,9 +379,20 @@ def run_chaos(
     app: str | None = None,
     as_json: bool = False,
 ) -> int:
-    """Run ``scenario`` (or ``all``) against the cluster; print the results; the exit code."""
+    """Run ``scenario`` (or ``all``) against the cluster; print the results; the exit code.
+
+    Ctrl-C or SIGTERM stops the run after its clean-up (a stopped worker is
+    continued, the partition worker stopped) and returns 130.
+    """
     names = ALL_ORDER if scenario == "all" else (scenario,)
-    results = [_run_one(relier, n, tasks, timeout, app, not as_json) for n in names]
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = [_run_one(relier, n, tasks, timeout, app, not as_json) for n in names]
+    except KeyboardInterrupt:
+        print("rl chaos: interrupted; cleaned up", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if scenario == "all":
         code = EXIT_PASS
         if any(r.status == "FAIL" for r in results):

@@ -197,6 +197,35 @@ def test_sigterm(cluster: Cluster) -> None:
     assert_journal_clean(cluster.client)
 
 
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+
+
+def test_sigterm_to_rl_chaos_continues_the_frozen_worker(cluster: Cluster) -> None:
+    cluster.ready()
+    workers = cluster.alive()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relier", "chaos", "zombie"],
+        env=cluster.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not any(process_state(w.pid) == "T" for w in workers):
+            assert proc.poll() is None and time.monotonic() < deadline, "no worker was stopped"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert "interrupted; cleaned up" in err
+    assert all(w.is_alive() and process_state(w.pid) != "T" for w in workers), "left frozen"
+    assert all(process_state(c) != "T" for w in workers for c in w.children())
+
+
 def test_no_live_probe_worker_fails_fast(cluster: Cluster) -> None:
     env = chaos_env(cluster.url, RELIER_KEY_PREFIX="nobody")
     started = time.monotonic()
