@@ -10,7 +10,6 @@ counts how many times the body really ran.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -18,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relier import Relier
+from relier._chaos_ledger import summary as stats
 from tests.chaos.apps import EXEC_KEY
+
+__all__ = ["Ledger", "count_events", "events", "restarts", "stats", "wait_until"]
 
 FINAL = frozenset({"SUCCEEDED", "DEAD"})
 Event = dict[str, Any]
@@ -118,17 +120,6 @@ def restarts(history: list[Event], cause: str, since_ms: int = 0) -> list[tuple[
         assert nxt is not None, f"no start after {event} in {history}"
         pairs.append((event, nxt))
     return pairs
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    """n, p50 and max of a list of measurements (ms)."""
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "p50": round(statistics.median(values), 1),
-        "max": round(max(values), 1),
-    }
 
 
 def wait_until(predicate: Any, timeout: float, what: Any, interval: float = 0.02) -> Any:
