@@ -11,10 +11,12 @@ connections go through a :class:`relier._tcp_proxy.TcpProxy`, and cuts them.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,28 @@ _RESTART_PARAMS = (
 )  # fmt: skip
 
 
+def _is_local(host: str) -> bool:
+    """Whether ``host`` names this machine: every address it resolves to is loopback or ours."""
+    if host in _LOCAL_HOSTS:
+        return True
+    try:
+        addresses = {str(a[4][0]) for a in socket.getaddrinfo(host, None)}
+        ours = {str(a[4][0]) for a in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(a).is_loopback or a in ours for a in addresses)
+
+
+def _is_redis_process(pid: int, listen: str) -> bool:
+    """Whether ``pid`` runs a redis binary whose process title names ``listen``."""
+    try:
+        exe = Path(os.readlink(f"/proc/{pid}/exe")).name
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return "redis" in exe and listen in title
+
+
 def restart_plan(run: ChaosRun) -> tuple[int, str, list[str], str]:
     """(pid, executable, command, working directory) to restart the settings' Redis with.
 
@@ -61,14 +85,22 @@ def restart_plan(run: ChaosRun) -> tuple[int, str, list[str], str]:
             or TLS, or hides its configuration (managed Redis).
     """
     parts = urlsplit(run.settings.redis_url)
-    if parts.scheme != "unix" and (parts.hostname or "localhost") not in _LOCAL_HOSTS:
+    if parts.scheme != "unix" and not _is_local(parts.hostname or "localhost"):
         raise NotApplicable(
-            f"Redis at {parts.hostname} is not on this host (only a Redis at localhost, "
-            "127.0.0.1 or a unix socket can be restarted)"
+            f"Redis at {parts.hostname} is not on this host (only a Redis at a loopback "
+            "address, at one of this host's addresses, or on a unix socket can be restarted)"
         )
     client = run.relier.redis
     info = client.info("server")
     pid = int(info.get("process_id", 0))
+    listen = parts.path if parts.scheme == "unix" else f":{info.get('tcp_port', parts.port)}"
+    if pid and not _is_redis_process(pid, listen):
+        # Redis in a container reports the pid of its own namespace: here that pid may be
+        # some other process, which must never be signalled.
+        raise NotApplicable(
+            f"process {pid} here is not this Redis (no redis binary listening on {listen}); "
+            "it runs in another container or machine"
+        )
     # INFO's executable is argv[0] joined to the cwd: wrong after a PATH lookup. The binary
     # may be a multi-call one (Debian's redis-server -> redis-check-rdb) that needs argv[0].
     argv0 = Path(str(info.get("executable", "") or "redis-server")).name

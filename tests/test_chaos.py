@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from relier import Relier
 from relier._chaos_ledger import Expect, Ledger, summary
-from relier._chaos_redis import restart_plan
+from relier._chaos_redis import _is_local, _is_redis_process, restart_plan
 from relier._tcp_proxy import TcpProxy
 from relier.chaos import ChaosRun, NotApplicable, ScenarioResult
 from relier.cli import main
@@ -137,8 +138,8 @@ def chaos_run(url: str) -> ChaosRun:
 
 
 def test_redis_restart_does_not_apply_to_a_remote_redis() -> None:
-    run = chaos_run("redis://redis.example.com:6379/0")
-    with pytest.raises(NotApplicable, match=r"redis\.example\.com is not on this host"):
+    run = chaos_run("redis://redis.invalid:6379/0")  # .invalid never resolves (RFC 2606)
+    with pytest.raises(NotApplicable, match=r"redis\.invalid is not on this host"):
         restart_plan(run)  # decided from the URL alone: nothing is sent to Redis
 
 
@@ -169,6 +170,15 @@ def test_redis_restart_plan_rebuilds_the_command(redis_server: RedisServer) -> N
     assert options["--maxmemory-policy"] == "noeviction"
     assert command[-2:] == ["--daemonize", "no"]
     assert cwd == str(redis_server.dir)
+
+
+def test_a_pid_is_signalled_only_if_it_is_this_redis(redis_server: RedisServer) -> None:
+    assert redis_server.proc is not None
+    assert _is_redis_process(redis_server.proc.pid, f":{redis_server.port}")
+    assert not _is_redis_process(redis_server.proc.pid, f":{redis_server.port + 1}")
+    assert not _is_redis_process(os.getpid(), f":{redis_server.port}")  # not a redis binary
+    assert _is_local("localhost") and _is_local("127.0.0.1") and _is_local("127.1")
+    assert not _is_local("redis.invalid")
 
 
 def test_unknown_scenario_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
