@@ -68,6 +68,16 @@ ENABLE_HINT = (
 )
 
 
+def _runs_worker(pid: int) -> bool:
+    """Whether ``pid`` is a Celery worker process here (never signal a recycled pid)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    # `rl worker ...`/`celery worker ...`, or celeryd's title when setproctitle is installed.
+    return b"worker" in command or b"celeryd" in command
+
+
 class CannotRun(Exception):
     """The scenario's preconditions do not hold here (exit 2)."""
 
@@ -178,7 +188,7 @@ class ChaosRun:
                 continue
             # As the worker listed itself (the same as its lease says).
             host, pid = str(info.get("host") or lease.host), int(info.get("pid") or lease.pid)
-            local = host == here and Path(f"/proc/{pid}").exists()
+            local = host == here and _runs_worker(pid)
             out.append(ProbeWorker(wid, lease.node, host, pid, local))
         return sorted(out, key=lambda w: w.worker_id)
 
