@@ -351,7 +351,7 @@ def _run_one(
         with translate_errors(relier.settings.redis_url):
             run.require()
             _ping(run)
-        _scenarios()[name](run)
+            _scenarios()[name](run)
     except CannotRun as exc:
         result.status, result.reason = "CANNOT RUN", str(exc)
     except NotApplicable as exc:
