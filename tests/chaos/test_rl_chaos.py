@@ -256,6 +256,31 @@ def test_remote_workers_cannot_be_signalled(cluster: Cluster) -> None:
     assert "elsewhere.example" in result["reason"]
 
 
+def test_redis_restart_is_not_applicable_without_aof(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    plain = redis_server.start_extra("--appendonly", "no")
+    # Preflight would refuse this Redis; the worker skips it to give rl chaos a cluster.
+    env = chaos_env(plain.url, RELIER_CHAOS="1", RELIER_PREFLIGHT="false")
+    factory = WorkerFactory(env, ROOT, tmp_path / "workers")
+    try:
+        worker = factory(APP, "--without-mingle", "--without-gossip")
+        with plain.client() as client:
+            deadline = time.monotonic() + 10
+            while not probe_listed(client, [worker]):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            pid = int(client.info("server")["process_id"])
+            proc = rl_chaos(env, "redis-restart", "--json")
+            result = json.loads(proc.stdout)
+            assert proc.returncode == 4 and result["status"] == "NOT APPLICABLE", proc.stdout
+            assert "appendonly no: a restart would lose its data" in result["reason"]
+            assert int(client.info("server")["process_id"]) == pid, "Redis was left alone"
+    finally:
+        factory.close()
+        plain.stop()
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     server = LocalRedis(tmp_path / "redis")
