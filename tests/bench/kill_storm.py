@@ -1,15 +1,16 @@
 """Delivery under a kill storm: Relier against plain Celery, the same tasks, the same kills.
 
 For each system in turn, on one Redis: two workers (prefork, concurrency 2) and
-``--storm-tasks`` calls of a task that sleeps ``--storm-task-seconds`` and then appends its number
-to the Redis list ``bench:storm:done`` (Relier ``push_many``; plain Celery
-``send_task``). Then, every ``--storm-interval`` seconds for ``--storm-window`` seconds, the
-benchmark sends SIGKILL: every ``--storm-worker-every``-th time to a whole worker (its
-process group, like an OOM kill of its container; a replacement is started at
-once), otherwise to one pool process of a worker. Which worker and which pool
-process come from a random generator seeded the same for both systems. After the
-window, it waits until every task is done, or until nothing has completed for
-``--storm-settle`` seconds.
+``--storm-tasks`` calls of a task that sleeps ``--storm-task-seconds`` and then
+appends its number to the Redis list ``bench:storm:done`` (Relier ``push_many``;
+plain Celery ``send_task``). Then, every ``--storm-interval`` seconds for
+``--storm-window`` seconds, the benchmark sends SIGKILL: every
+``--storm-worker-every``-th time to a whole worker (its process group, like an OOM
+kill of its container; a replacement is started at once), otherwise to one pool
+process of a worker. Only workers whose pool is up are picked. Which worker and
+which pool process come from a random generator seeded the same for both systems.
+After the window, it waits until every task is done, or until nothing has completed
+for ``--storm-settle`` seconds.
 
 Counted from the list: **delivered** (distinct tasks that ran to the end), **lost**
 (pushed, never ran to the end), **duplicated** (runs to the end beyond the first: a
