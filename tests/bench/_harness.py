@@ -319,6 +319,14 @@ def child_pids(pid: int) -> list[int]:
     return sorted(out)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After "pid (comm)": state is field 0, utime and stime are fields 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """RSS, PSS and USS (private clean + dirty) of ``pid`` in KiB, from ``smaps_rollup``."""
     fields: dict[str, int] = {}

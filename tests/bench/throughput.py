@@ -38,7 +38,10 @@ from . import plain_app, relier_app
 from ._harness import (
     BenchError,
     Stack,
+    Worker,
     bound,
+    child_pids,
+    cpu_seconds,
     exit_cleanly_on_sigterm,
     table,
     wait_finished,
@@ -53,8 +56,19 @@ _POLL_S = 0.005
 _TIMEOUT_S = 300.0
 
 
-def _consume(stack: Stack, queue: str, tasks: int, start: Any) -> float:
-    """Start the worker on a full queue; seconds from its first take to the last ack."""
+def _cpu(stack: Stack, worker: Worker) -> dict[str, float]:
+    """CPU seconds used so far by the worker's main process, its pool and redis-server."""
+    assert stack.redis.proc is not None
+    return {
+        "main": cpu_seconds(worker.pid),
+        "pool": sum(cpu_seconds(pid) for pid in child_pids(worker.pid)),
+        "redis": cpu_seconds(stack.redis.proc.pid),
+    }
+
+
+def _consume(stack: Stack, queue: str, tasks: int, start: Any) -> dict[str, Any]:
+    """Start the worker on a full queue; seconds from its first take to the last ack,
+    and the CPU each process used per task meanwhile (ms)."""
     worker = start()
     try:
         began = wait_for(
@@ -63,17 +77,20 @@ def _consume(stack: Stack, queue: str, tasks: int, start: Any) -> float:
             60,
             _POLL_S,
         )
+        cpu0 = _cpu(stack, worker)
         ended = wait_finished(stack.client, queue, _TIMEOUT_S, _POLL_S)
+        cpu1 = _cpu(stack, worker)
     finally:
         worker.stop()
         stack.workers.remove(worker)
-    return float(ended - began)
+    cpu_ms = {k: (cpu1[k] - cpu0[k]) * 1000 / tasks for k in cpu0}
+    return {"seconds": float(ended - began), "cpu_ms": cpu_ms}
 
 
-def _relier_round(stack: Stack, relier: Relier, tasks: int, n: int) -> float:
+def _relier_round(stack: Stack, relier: Relier, tasks: int, n: int) -> dict[str, Any]:
     with bound(relier, relier_app.noop):
         handles = relier_app.noop.push_many([(i, NOTE) for i in range(tasks)])
-    seconds = _consume(
+    measured = _consume(
         stack,
         RELIER_QUEUE,
         tasks,
@@ -86,10 +103,10 @@ def _relier_round(stack: Stack, relier: Relier, tasks: int, n: int) -> float:
     done = sum(1 for s in states if s == b"SUCCEEDED")
     if done != tasks:
         raise BenchError(f"Relier round {n}: {done} of {tasks} tasks SUCCEEDED")
-    return seconds
+    return measured
 
 
-def _plain_round(stack: Stack, sender: Celery, tasks: int, n: int) -> float:
+def _plain_round(stack: Stack, sender: Celery, tasks: int, n: int) -> dict[str, Any]:
     with sender.producer_or_acquire() as producer:
         for i in range(tasks):
             sender.send_task(
@@ -127,6 +144,7 @@ def run(tasks: int = 2000, rounds: int = 2) -> dict[str, Any]:
     started = time.monotonic()
     relier_rates: list[float] = []
     plain_rates: list[float] = []
+    cpu: dict[str, list[dict[str, float]]] = {"relier": [], "plain": []}
     with Stack("throughput") as stack:
         stack.extra_env["BENCH_QUIET_TASKS"] = "1"
         relier = Relier(load_settings(redis_url=stack.url))
@@ -134,12 +152,14 @@ def run(tasks: int = 2000, rounds: int = 2) -> dict[str, Any]:
         _past_first_seconds(stack)
         try:
             for n in range(rounds):
-                seconds = _relier_round(stack, relier, tasks, n)
-                relier_rates.append(tasks / seconds)
-                _progress("Relier", n, rounds, tasks, seconds)
-                seconds = _plain_round(stack, sender, tasks, n)
-                plain_rates.append(tasks / seconds)
-                _progress("plain Celery", n, rounds, tasks, seconds)
+                m = _relier_round(stack, relier, tasks, n)
+                relier_rates.append(tasks / m["seconds"])
+                cpu["relier"].append(m["cpu_ms"])
+                _progress("Relier", n, rounds, tasks, m)
+                m = _plain_round(stack, sender, tasks, n)
+                plain_rates.append(tasks / m["seconds"])
+                cpu["plain"].append(m["cpu_ms"])
+                _progress("plain Celery", n, rounds, tasks, m)
         finally:
             sender.close()
             relier.close()
@@ -149,16 +169,21 @@ def run(tasks: int = 2000, rounds: int = 2) -> dict[str, Any]:
         "tasks": tasks,
         "relier": relier_rates,
         "plain": plain_rates,
+        "cpu_ms": {
+            system: {k: statistics.mean(r[k] for r in rounds_) for k in rounds_[0]}
+            for system, rounds_ in cpu.items()
+        },
         "ratio": ratio,
         "verdict": "PASS" if ratio >= MIN_RATIO else "FAIL",
         "elapsed_s": time.monotonic() - started,
     }
 
 
-def _progress(system: str, n: int, rounds: int, tasks: int, seconds: float) -> None:
+def _progress(system: str, n: int, rounds: int, tasks: int, m: dict[str, Any]) -> None:
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in m["cpu_ms"].items())
     print(
-        f"  {system:12s} round {n + 1}/{rounds}: {tasks} tasks in {seconds:.2f} s "
-        f"= {tasks / seconds:,.0f}/s",
+        f"  {system:12s} round {n + 1}/{rounds}: {tasks} tasks in {m['seconds']:.2f} s "
+        f"= {tasks / m['seconds']:,.0f}/s (CPU ms per task: {cpu})",
         file=sys.stderr,
     )
 
@@ -180,10 +205,19 @@ def report(result: dict[str, Any], markdown: bool = False) -> str:
     for system, rates in (("Relier", result["relier"]), ("plain Celery", result["plain"])):
         mean = statistics.mean(rates)
         body.append([system, *(f"{r:,.0f}" for r in rates), f"{mean:,.0f}", f"{mean / base:.2f}x"])
+    cpu_headers = ["CPU ms per task", "worker main process", "pool processes", "redis-server"]
+    cpu_headers.append("all")
+    cpu_rows = []
+    for system, key in (("Relier", "relier"), ("plain Celery", "plain")):
+        c = result["cpu_ms"][key]
+        cpu_rows.append([system, *(f"{c[k]:.2f}" for k in ("main", "pool", "redis"))])
+        cpu_rows[-1].append(f"{sum(c.values()):.2f}")
     return (
         f"{table(headers, body, markdown)}\n\n"
+        f"{table(cpu_headers, cpu_rows, markdown)}\n\n"
         f"{result['tasks']:,} no-op tasks per round, one worker (prefork, concurrency "
-        f"{CONCURRENCY}) per round, the queue filled before it starts. "
+        f"{CONCURRENCY}) per round, the queue filled before it starts. CPU time (user + "
+        f"system, from /proc) per task, mean of the rounds, over the timed window. "
         f"Ratio {result['ratio']:.2f} (target >= {MIN_RATIO}): {result['verdict']}."
     )
 
