@@ -152,7 +152,8 @@ def worker_kill(run: ChaosRun) -> None:
 def zombie(run: ChaosRun) -> None:
     """SIGSTOP a worker past its lease; its probe runs elsewhere; SIGCONT: its commit is refused."""
     target = _pick_local(run.require(count=2, local=1))
-    (task_id,) = run.land(target, seconds=1.0)
+    # Held long enough that it cannot end on the target before the SIGSTOP lands.
+    (task_id,) = run.land(target, seconds=10.0)
     pids = [target.pid, *_children(target.pid)]
     at = now_ms()
     _signal_all(pids, signal.SIGSTOP)
@@ -165,6 +166,7 @@ def zombie(run: ChaosRun) -> None:
     frozen_s = (now_ms() - at) / 1000
     cont_at = now_ms()
     _signal_all(pids, signal.SIGCONT)
+    probes.release(run.relier, [task_id])  # the woken attempt stops holding and commits
     run.did(f"SIGCONTed it after {frozen_s:.1f} s (the lease is {_lease_s(run):.1f} s)")
     if not run.check(bool(ran), f"probe {task_id} succeeded elsewhere while the worker was frozen"):
         run.finish()

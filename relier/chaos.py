@@ -283,6 +283,18 @@ class ChaosRun:
             f"no probe committed twice ({len(verdict.double_commits)} with two `succeeded` events)",
         )
         self._say(f"  ledger: {verdict.line()}")
+        # What became of a few lost or unexpected probes: their journal, for the post-mortem.
+        shown = {}
+        for task_id in (verdict.lost + verdict.wrong)[:3]:
+            job = verdict.jobs[task_id]
+            fields = {
+                k: job[k] for k in ("state", "owner", "attempt", "reason", "error") if k in job
+            }
+            events = [e["e"] for e in verdict.histories[task_id]]
+            shown[task_id] = {"job": fields, "events": events}
+            self._say(f"  unfinished or unexpected: {task_id} {fields} events {events}")
+        if shown:
+            self.result.figures["not_as_expected"] = shown
 
 
 def _ping(run: ChaosRun) -> None:
