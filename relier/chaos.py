@@ -370,6 +370,8 @@ def _run_one(
         result.status, result.reason = "NOT APPLICABLE", str(exc)
     except RedisUnavailableError as exc:
         result.status, result.reason = "REDIS UNAVAILABLE", str(exc)
+    except Exception as exc:  # a scenario's own error is a FAIL with its cause, not a traceback
+        run.check(False, f"the scenario raised {type(exc).__name__}: {exc}")
     finally:
         # No probe of this run may keep holding a worker after it.
         run.cleanups.insert(0, lambda: probes.release(relier, run.ledger.ids))
