@@ -50,7 +50,8 @@ def test_a_journal_entry_claim_cannot_read_is_dead_lettered_once(
     run(handle.id)  # must not raise: a raise would fail every delivery alike
     entry = get_dead(rl, handle.id)
     assert entry.reason == "corrupt_journal"
-    assert "cannot be claimed" in entry.error and "not an integer" in entry.error
+    assert entry.error.startswith("the journal entry cannot be claimed: ")
+    assert "script" in entry.error  # the script error, quoted
     assert "moved to the DLQ (corrupt_journal)" in caplog.text
     # A duplicate delivery of it is dropped, not run and not dead-lettered again.
     run(handle.id)
