@@ -5,4 +5,25 @@ from the ``relier.testing`` plugin, which pytest loads through the ``pytest11`` 
 ``pytester`` is enabled to test that plugin from the outside.
 """
 
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import relier
+import relier.app
+
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def default_relier(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[relier.Relier]:
+    """The process default Relier (what ``task.push`` uses) on the test's Redis, built
+    from a clean environment: no ``RELIER_*`` variable of the shell leaks in."""
+    for name in list(os.environ):
+        if name.startswith("RELIER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    relier.app.reset()
+    yield relier.app.current()
+    relier.app.reset()

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 
-import relier
-import relier.app
 from relier import Relier, rl_task
 from relier.dlq import get_dead
 from relier.executor import execute
@@ -24,14 +20,8 @@ def add(a: int, b: int) -> int:
 
 
 @pytest.fixture
-def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
-    for name in list(os.environ):
-        if name.startswith("RELIER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
-    relier.app.reset()
-    yield relier.current()
-    relier.app.reset()
+def rl(default_relier: Relier) -> Relier:
+    return default_relier
 
 
 def run(task_id: str) -> None:

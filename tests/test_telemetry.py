@@ -88,15 +88,9 @@ def versioned(n: int) -> int:
 
 
 @pytest.fixture
-def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
-    for name in list(os.environ):
-        if name.startswith("RELIER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
-    relier.app.reset()
-    yield relier.current()
-    telemetry.unwatch(relier.current())
-    relier.app.reset()
+def rl(default_relier: Relier) -> Iterator[Relier]:
+    yield default_relier
+    telemetry.unwatch(default_relier)
 
 
 @pytest.fixture

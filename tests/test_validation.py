@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +12,6 @@ import pydantic
 import pytest
 import redis
 
-import relier.app
 from relier import (
     ConfigurationError,
     PayloadNotSerializableError,
@@ -159,14 +156,8 @@ def ship_task(when: dt.datetime, order: uuid.UUID, price: Decimal) -> dt.date:
 
 
 @pytest.fixture
-def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
-    for name in list(os.environ):
-        if name.startswith("RELIER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
-    relier.app.reset()
-    yield relier.app.current()
-    relier.app.reset()
+def rl(default_relier: Relier) -> Relier:
+    return default_relier
 
 
 def test_push_sends_validated_json(rl: Relier) -> None:
