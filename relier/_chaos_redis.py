@@ -30,10 +30,11 @@ import redis.exceptions
 
 from . import chaos_probes as probes
 from ._chaos_ledger import after, summary
-from ._chaos_workers import _alive, _history, _lease_s, _restart_latency, _state, _wait
+from ._chaos_workers import _alive, _lease_s, _restart_latency, _state, _wait
 from ._tcp_proxy import TcpProxy
 from .chaos import CannotRun, ChaosRun, NotApplicable, ProbeWorker
 from .clock import now_ms
+from .dlq import read_history
 from .errors import RedisUnavailableError
 from .localredis import die_with_parent
 
@@ -330,7 +331,7 @@ def partition(run: ChaosRun) -> None:
     )
     run.check(taken_over(), "its probes were taken over and succeeded on other workers")
     stale = _wait(
-        lambda: all(after(_history(run, t), "stale_commit", restore_at) for t in landed),
+        lambda: all(after(read_history(run.relier, t), "stale_commit", restore_at) for t in landed),
         hold_s + run.timeout / 2,
         0.05,
     )
@@ -351,7 +352,8 @@ def partition(run: ChaosRun) -> None:
     run.check(bool(recovered), "it ran new probes after the restore")
     run.finish()
     if stale:
-        first = min(int(after(_history(run, t), "stale_commit", restore_at)["t"]) for t in landed)  # type: ignore[index]
+        refusals = [after(read_history(run.relier, t), "stale_commit", restore_at) for t in landed]
+        first = min(int(r["t"]) for r in refusals if r is not None)
         run.figure("restore_to_stale_commit_refused_ms", first - restore_at)
     run.figure("cut_seconds", round((restore_at - cut_at) / 1000, 2))
     taken = [_restart_latency(run, t, cut_at, "resurrected")[1] for t in landed]

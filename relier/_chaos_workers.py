@@ -25,6 +25,7 @@ from ._chaos_ledger import Expect, after, summary
 from .admission import parse_rate
 from .chaos import ChaosRun, ProbeWorker
 from .clock import now_ms
+from .dlq import read_history
 from .errors import AdmissionRejectedError
 
 __all__ = ["load_spike", "poison_pill", "sigterm", "worker_kill", "zombie"]
@@ -67,11 +68,6 @@ def _wait(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) 
         time.sleep(interval)
 
 
-def _history(run: ChaosRun, task_id: str) -> list[dict[str, Any]]:
-    raw = run.relier.redis.lrange(run.relier.keys.task(task_id).hist, 0, -1)
-    return [json.loads(e) for e in raw]
-
-
 def _state(run: ChaosRun, task_id: str) -> str | None:
     return run.job(task_id, "state")[0]
 
@@ -84,7 +80,7 @@ def _restart_latency(
     run: ChaosRun, task_id: str, at_ms: int, cause: str
 ) -> tuple[int | None, int | None]:
     """(ms from ``at_ms`` to the ``cause`` event, to the next start after it)."""
-    history = _history(run, task_id)
+    history = read_history(run.relier, task_id)
     event = after(history, cause, at_ms)
     if event is None:
         return None, None
@@ -171,7 +167,7 @@ def zombie(run: ChaosRun) -> None:
     if not run.check(bool(ran), f"probe {task_id} succeeded elsewhere while the worker was frozen"):
         run.finish()
         return
-    stale = _wait(lambda: after(_history(run, task_id), "stale_commit", cont_at), 15)
+    stale = _wait(lambda: after(read_history(run.relier, task_id), "stale_commit", cont_at), 15)
     awake = _wait(lambda: any(w.worker_id == target.worker_id for w in run.workers()), 15)
     run.finish()
     job = run.ledger.verdict().jobs[task_id]

@@ -140,17 +140,7 @@ def execute(
         # the task would sit PENDING with its message acked. Dead-letter it
         # with the script's error instead; dead_letter.lua reads only state.
         error = f"the journal entry cannot be claimed: {exc}"
-        if _patiently(
-            "dead_letter",
-            lambda: relier.scripts.dead_letter(
-                task_id, now_ms(), Reason.CORRUPT_JOURNAL, error, None, owner
-            ),
-        ):
-            log.error(
-                "relier: %s[%s] moved to the DLQ (%s): %s",
-                task.name, task_id, Reason.CORRUPT_JOURNAL, error,
-            )  # fmt: skip
-        else:
+        if not _dead_letter(relier, task, task_id, owner, None, Reason.CORRUPT_JOURNAL, error):
             log.error("relier: dropped delivery of %s[%s]: %s", task.name, task_id, error)
         return
     if not claim.run:
@@ -207,6 +197,32 @@ def _release(relier: Relier, task: RlTask[Any, Any], task_id: str, fence: int) -
         log.warning("relier: could not release %s[%s]'s slot now (%s)", task.name, task_id, exc)
 
 
+def _dead_letter(
+    relier: Relier,
+    task: RlTask[Any, Any],
+    task_id: str,
+    owner: str,
+    fence: int | None,
+    reason: Reason,
+    error: str,
+) -> bool:
+    """Move ``task_id`` to the DLQ (``fence``: of the claimed attempt, or None
+    before any claim); False when dead_letter.lua refused (its state forbids).
+
+    A claimed attempt's outcome is logged and recorded either way, as it
+    always was; only an unclaimed one's refusal is left to the caller.
+    """
+    moved = _patiently(
+        "dead_letter",
+        lambda: relier.scripts.dead_letter(task_id, now_ms(), reason, error, fence, owner),
+    )
+    if moved or fence is not None:
+        log.error("relier: %s[%s] moved to the DLQ (%s): %s", task.name, task_id, reason, error)
+    if fence is not None:
+        telemetry.dead_lettered(task_id, fence, reason, error)
+    return moved
+
+
 def _run_attempt(
     relier: Relier,
     task: RlTask[Any, Any],
@@ -219,12 +235,7 @@ def _run_attempt(
     raw_envelope, raw_progress = claim.envelope, claim.progress
 
     def dead(reason: Reason, error: str) -> None:
-        _patiently(
-            "dead_letter",
-            lambda: scripts.dead_letter(task_id, now_ms(), reason, error, fence, owner),
-        )
-        log.error("relier: %s[%s] moved to the DLQ (%s): %s", task.name, task_id, reason, error)
-        telemetry.dead_lettered(task_id, fence, reason, error)
+        _dead_letter(relier, task, task_id, owner, fence, reason, error)
 
     try:
         envelope = decode(raw_envelope, keys=relier.settings.signing_keys)
