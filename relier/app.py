@@ -202,7 +202,9 @@ class Relier:
         return lookup(name)
 
     def close(self) -> None:
-        """Close the sync Redis client."""
+        """Close the sync Redis client (and the connections its scripts keep per thread)."""
+        if self._scripts is not None:
+            self._scripts.close()
         self.connections.close()
         self._scripts = None
 

@@ -1,9 +1,11 @@
 """Messages a worker took from the queue but died before it could reserve.
 
 kombu's Redis transport moves a delivered message into its ``unacked`` hash
-(indexed by delivery time in ``unacked_index``) a moment before Celery tells
-Relier about it (``task_received`` -> ``reserve.lua``). A worker killed in
-between leaves the task PENDING, owned by nobody, its only message parked in
+(indexed by delivery time in ``unacked_index``). Relier reserves the task in
+the same transaction (:mod:`relier._reservation`); when it could not, it
+reserves a moment later, when Celery tells it about the message
+(``task_received`` -> ``reserve.lua``). A worker killed in between leaves
+the task PENDING, owned by nobody, its only message parked in
 ``unacked`` until kombu's visibility timeout (an hour by default) restores
 it. Relier does not wait for that: the resurrector looks at ``unacked``
 entries older than :data:`ORPHAN_AGE_S` and republishes any whose task the

@@ -10,6 +10,8 @@ share the argument builders below, so the two cannot drift apart.
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -335,10 +337,53 @@ class Scripts:
         self.client = client
         self.args = _Args(keys, history_max)
         self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+        self._local = threading.local()
+        self._dedicated: list[Any] = []  # every thread's connection, closed by close()
 
     def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
         keys, argv = built
         return self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    def _direct(self, name: str, built: tuple[list[str], list[Any]]) -> Any:
+        """:meth:`_call` on this thread's own connection, outside the client's pool.
+
+        For the calls every task makes in a worker (``claim``, ``complete``):
+        redis-py's per-command machinery (pool check-out and check-in, the
+        stale-data check, argument inspection, retry wrapper) costs more CPU
+        than packing and parsing the command. Connection failures raise after
+        the connection is closed; the caller's retry opens a new one.
+        """
+        keys, argv = built
+        conn = self._local.__dict__.get("conn")
+        if conn is None or self._local.pid != os.getpid():
+            pool = self.client.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            self._local.conn, self._local.pid = conn, os.getpid()
+            self._dedicated.append(conn)
+        script = self._scripts[name]
+        try:
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *argv)
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            # Redis restarted or its scripts were flushed: load, then once more.
+            conn.send_command("SCRIPT", "LOAD", script.script)
+            conn.read_response()
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *argv)
+            return conn.read_response()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            conn.disconnect()
+            raise
+
+    def close(self) -> None:
+        """Close the threads' own connections (see :meth:`_direct`)."""
+        dedicated, self._dedicated = self._dedicated, []
+        for conn in dedicated:
+            conn.disconnect()
+
+    def sha(self, name: str) -> str:
+        """Script ``name``'s SHA1, for an ``EVALSHA`` queued on a pipeline Relier
+        does not own (which then gets ``NOSCRIPT`` if Redis has not loaded it)."""
+        return str(self._scripts[name].sha)
 
     def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
         """Take one call from the rate limit ``bucket`` (``admit.lua``): 0 when
@@ -388,7 +433,7 @@ class Scripts:
         built = self.args.claim(
             task_id, owner, now, pid, token, task_name, max_concurrency, recheck_ms
         )
-        return _claim_result(self._call("claim", built))
+        return _claim_result(self._direct("claim", built))
 
     def release(self, task_id: str, task_name: str, fence: int) -> tuple[str, str] | None:
         """Free the max_concurrency slot held under ``fence``; the oldest live
@@ -405,7 +450,7 @@ class Scripts:
     ) -> bool:
         """Commit a success under ``fence``; False when the fence is stale."""
         built = self.args.complete(task_id, fence, result, now, ttl, owner)
-        return bool(self._call("complete", built))
+        return bool(self._direct("complete", built))
 
     def fail(
         self,

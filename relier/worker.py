@@ -12,7 +12,9 @@
   extension holding the GIL cannot run a thread, and a stalled lease would
   be taken for a dead worker;
 * reserves each received task in the journal (``reserve.lua``), so a task
-  prefetched but not started is owned and comes back if the worker dies;
+  prefetched but not started is owned and comes back if the worker dies:
+  inside kombu's own delivery transaction (:mod:`relier._reservation`),
+  else from ``task_received``;
 * re-queues a task at once when the pool process running it dies (the fast
   path, :mod:`relier.children`);
 * turns "unknown task" rejections into DLQ entries;
@@ -40,7 +42,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from . import telemetry
+from . import _reservation, telemetry
 from .children import ChildWatcher, pool_pids, process_alive
 from .clock import now_ms
 from .dlq import Reason
@@ -227,6 +229,7 @@ class RelierStep(bootsteps.StartStopStep):  # type: ignore[misc]
             log.warning("relier: RELIER_PREFLIGHT is off; Redis durability is not checked")
         telemetry.worker_preparing(self.relier.settings.prometheus_port)
         _worker_id = new_worker_id(worker.hostname)
+        _reservation.activate(self.relier, _worker_id)
 
     def start(self, worker: Any) -> None:
         global _service
@@ -254,7 +257,7 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         return
     from .app import is_registered
 
-    if not is_registered(request.name):
+    if not is_registered(request.name) or _reservation.reserved_on_delivery(request.id):
         return
     try:
         relier.scripts.reserve(request.id, _worker_id, now_ms())
@@ -365,6 +368,7 @@ def _on_shutting_down(how: str = "Warm", **_: Any) -> None:
 
 def _on_shutdown(**_: Any) -> None:
     global _service
+    _reservation.deactivate()
     if _service is not None:
         _service.finish()
         _service = None

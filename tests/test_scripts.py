@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 import pytest
 import redis
@@ -74,3 +75,34 @@ def test_claim_result_parsing() -> None:
     assert _claim_result([b"run", 1, 1, b"{}", None]).progress is None
     assert _claim_result([b"drop", b"SUCCEEDED"]) == Claim(run=False, state="SUCCEEDED")
     assert _claim_result(["drop", "MISSING"]).state == "MISSING"
+
+
+def test_worker_calls_survive_a_script_flush_and_a_killed_connection(
+    default_relier: Any,
+) -> None:
+    """claim and complete go over each thread's own connection (Scripts._direct):
+    Redis forgetting the scripts reloads them; a dropped connection raises once
+    (the executor's retry goes on) and the next call opens a new one."""
+    from relier import rl_task
+
+    @rl_task(name="scripts.unit.direct")
+    def direct() -> None:
+        return None
+
+    rl = default_relier
+    scripts = rl.scripts
+    first, second = direct.push(), direct.push()
+    rl.redis.script_flush()
+    claim = scripts.claim(first.id, "w@t#1-aaaaaa", 1, token="t1")
+    assert claim.run and claim.fence == 1
+    assert scripts.complete(first.id, claim.fence, b"null", 2, 60, "w@t#1-aaaaaa") is True
+    own = scripts._local.conn
+    killed = rl.redis.client_kill_filter(_type=None, addr=f"{own._sock.getsockname()[0]}:"
+                                         f"{own._sock.getsockname()[1]}")  # fmt: skip
+    assert killed == 1
+    with pytest.raises(redis.exceptions.ConnectionError):
+        scripts.claim(second.id, "w@t#1-aaaaaa", 3, token="t2")
+    claim = scripts.claim(second.id, "w@t#1-aaaaaa", 3, token="t2")
+    assert claim.run and scripts._local.conn is own  # reconnected, same connection object
+    scripts.close()
+    assert own._sock is None
