@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         help="timed calls per case (admission, idempotency, telemetry, push_latency)",
     )
     parser.add_argument("--tasks", type=int, default=2000, help="throughput: tasks per round")
-    parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds per system")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput: rounds per system")
     parser.add_argument("--batch", type=int, default=10_000, help="push_latency: push_many size")
     parser.add_argument("--batches", type=int, default=5, help="push_latency: push_many batches")
     parser.add_argument(

@@ -19,7 +19,7 @@ except ``reject_on_worker_lost`` (it re-queues lost tasks through its journal).
 
 Target: Relier's tasks/s (mean of its rounds) at least 0.85x plain Celery's.
 
-Run: ``python -m tests.bench.throughput [--tasks 2000] [--rounds 2] [--markdown]``.
+Run: ``python -m tests.bench.throughput [--tasks 2000] [--rounds 5] [--markdown]``.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _past_first_seconds(stack: Stack) -> None:
     )
 
 
-def run(tasks: int = 2000, rounds: int = 2) -> dict[str, Any]:
+def run(tasks: int = 2000, rounds: int = 5) -> dict[str, Any]:
     """Alternate Relier and plain Celery rounds; returns tasks/s per round and the verdict."""
     started = time.monotonic()
     relier_rates: list[float] = []
@@ -225,7 +225,7 @@ def report(result: dict[str, Any], markdown: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.throughput", description=__doc__)
     parser.add_argument("--tasks", type=int, default=2000, help="no-op tasks per round")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per system")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per system")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
