@@ -20,7 +20,7 @@ import redis.asyncio
 import redis.exceptions
 
 from .config import RelierSettings
-from .errors import RedisUnavailableError
+from .errors import RedisFullError, RedisUnavailableError
 
 __all__ = ["Connections", "redact", "translate_errors", "translate_errors_async"]
 
@@ -45,13 +45,24 @@ def _unavailable(url: str, exc: BaseException) -> RedisUnavailableError:
     )
 
 
+def _full(url: str, exc: BaseException) -> RedisFullError:
+    return RedisFullError(
+        f"Redis at {redact(url)} refused the write: it is at its maxmemory limit ({exc}); "
+        "nothing was enqueued. Free memory (raise maxmemory, purge the DLQ, lower "
+        "RELIER_RESULT_TTL) and try again"
+    )
+
+
 @contextlib.contextmanager
 def translate_errors(url: str) -> Iterator[None]:
-    """Turn redis-py connection failures into :class:`RedisUnavailableError`."""
+    """Turn redis-py connection failures into :class:`RedisUnavailableError`, and
+    Redis's out-of-memory refusal into :class:`RedisFullError`."""
     try:
         yield
     except _UNAVAILABLE as exc:
         raise _unavailable(url, exc) from exc
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise _full(url, exc) from exc
 
 
 @contextlib.asynccontextmanager
@@ -61,6 +72,8 @@ async def translate_errors_async(url: str) -> AsyncIterator[None]:
         yield
     except _UNAVAILABLE as exc:
         raise _unavailable(url, exc) from exc
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise _full(url, exc) from exc
 
 
 class Connections:

@@ -9,6 +9,7 @@ to do about it.
     RelierError
     ├── ConfigurationError
     ├── RedisUnavailableError
+    │   └── RedisFullError
     ├── PreflightError
     ├── UnknownTaskError
     ├── PayloadError
@@ -46,6 +47,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PayloadValidationError",
     "PreflightError",
+    "RedisFullError",
     "RedisUnavailableError",
     "RelierError",
     "ResultTimeoutError",
@@ -73,6 +75,19 @@ class RedisUnavailableError(RelierError):
 
     Wraps the ``redis.exceptions`` error as ``__cause__``; the message names
     the URL (without its password).
+    """
+
+
+class RedisFullError(RedisUnavailableError):
+    """Raised when Redis refuses a write because it is at its ``maxmemory``.
+
+    With the ``noeviction`` policy Relier requires, a full Redis answers
+    ``OOM`` instead of dropping keys. Nothing was journaled or published by
+    the call that raised it (Redis refuses a script at its first write,
+    and lets one that has started writing finish), so it is safe to retry
+    once memory is freed. A subclass of :class:`RedisUnavailableError`: the
+    admin API answers 503 and ``rl`` exits with 3, as for an unreachable
+    Redis.
     """
 
 

@@ -63,10 +63,14 @@ _REDIS_PATIENCE_S = 30.0
 # if no holder wakes it first (doubling up to 8x for a task that keeps
 # waiting): the backstop for a slot freed by a crash, which wakes nobody.
 _WAIT_RECHECK_MS = 1000
+# Waited out like an outage: a full Redis (maxmemory with noeviction)
+# refuses every write, a claim's included, until memory is freed; treated as
+# a corrupt journal instead, the claim would dead-letter healthy tasks.
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    redis.exceptions.OutOfMemoryError,
     RedisUnavailableError,
 )
 

@@ -21,7 +21,8 @@ INTENDED = {
     "idempotency_lock", "IdempotencyLock", "LockNotAcquiredError", "IdempotencyConflictError",
     "AdmissionRejectedError",
     # errors
-    "RelierError", "ConfigurationError", "RedisUnavailableError", "PreflightError",
+    "RelierError", "ConfigurationError", "RedisUnavailableError", "RedisFullError",
+    "PreflightError",
     "UnknownTaskError", "PayloadError", "PayloadNotSerializableError", "PayloadTooLargeError",
     "PayloadValidationError",
     "InvalidEnvelopeError", "LocalRedisError", "TaskFailedError", "TaskNotFoundError",
