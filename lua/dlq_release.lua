@@ -12,8 +12,10 @@
 -- ARGV[4] = history_max     ARGV[5] = the task's queue, as the caller read it
 -- ARGV[6] = stats bucket TTL (s)
 -- returns {1, new fence} released, or {0, state} refused ("MISSING" when no
---         journal entry, "QUEUE" when the task's queue is no longer ARGV[5])
-local job = redis.call('HMGET', KEYS[1], 'state', 'queue', 'msg', 'reason', 'attempt')
+--         journal entry, "QUEUE" when the task's queue is no longer ARGV[5],
+--         "CORRUPT" when its fence is not an integer: edited by hand, it
+--         cannot be raised above every fence handed out, so nothing moves)
+local job = redis.call('HMGET', KEYS[1], 'state', 'queue', 'msg', 'reason', 'attempt', 'fence')
 if not job[1] then
   return {0, 'MISSING'}
 end
@@ -22,6 +24,9 @@ if job[1] ~= 'DEAD' then
 end
 if job[2] ~= ARGV[5] then
   return {0, 'QUEUE'}
+end
+if job[6] and not string.match(job[6], '^%-?%d+$') then
+  return {0, 'CORRUPT'}
 end
 local now = tonumber(ARGV[2])
 local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)

@@ -168,6 +168,12 @@ def _dry_run(
 
 def _print_refused(verb: str, refused: dict[str, str]) -> None:
     for task_id, state in refused.items():
+        if state == "CORRUPT":
+            print(
+                f"not {verb}: {task_id}'s journal entry is corrupt (its fence is not an "
+                "integer); see `rl dlq show`, then purge it or repair the field"
+            )
+            continue
         why = "no such task" if state == "MISSING" else f"it is {state}"
         print(f"not {verb}: {task_id} is not in the dead letter queue ({why})")
 

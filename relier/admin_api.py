@@ -339,7 +339,10 @@ class RelierReleased(_Model):
     """What a release did."""
 
     released: dict[str, int] = Field(description="Task id -> the new fence of each released.")
-    refused: dict[str, str] = Field(description="Task id -> its state, or MISSING.")
+    refused: dict[str, str] = Field(
+        description="Task id -> its state, MISSING, or CORRUPT (a DLQ entry whose fence is "
+        "not an integer: purge or repair it)."
+    )
 
 
 class RelierPurged(_Model):

@@ -169,7 +169,8 @@ class Released:
         released: id -> the new fence of each task sent back to work.
         refused: id -> why it was not: its state when it is not DEAD
             (released or revived meanwhile, say), ``MISSING`` when no journal
-            entry has that id.
+            entry has that id, ``CORRUPT`` when its ``fence`` is not an
+            integer (edited by hand: it cannot be raised safely).
     """
 
     released: dict[str, int]

@@ -44,7 +44,7 @@ from typing import Any
 import annotated_types
 import pytest
 import redis.exceptions
-import yaml  # PyYAML: a dependency of schemathesis, in the dev extra
+import yaml  # PyYAML, in the dev extra
 from celery import Celery
 from pydantic import SecretStr
 

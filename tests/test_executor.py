@@ -56,3 +56,20 @@ def test_a_good_delivery_runs_and_commits(rl: Relier) -> None:
     handle = add.push(2, 3)
     run(handle.id)
     assert handle.result(timeout=1) == 5
+
+
+def test_a_corrupt_journal_entry_is_refused_by_release_and_the_batch_goes_on(
+    rl: Relier,
+) -> None:
+    from relier.dlq import release
+
+    broken, healthy = add.push(1, 2), add.push(3, 4)
+    rl.redis.hset(rl.keys.task(broken.id).job, "fence", "not-a-number")
+    run(broken.id)
+    rl.scripts.dead_letter(healthy.id, 1, "not_retryable", "for the test", None, "")
+    queued = rl.redis.llen(QUEUE)
+    outcome = release(rl, [broken.id, healthy.id])
+    assert outcome.refused == {broken.id: "CORRUPT"}
+    assert list(outcome.released) == [healthy.id]
+    assert rl.redis.llen(QUEUE) == queued + 1  # the healthy one only
+    assert get_dead(rl, broken.id).reason == "corrupt_journal"  # still in the DLQ, unchanged
