@@ -65,7 +65,10 @@ def take_back(
         kind: ``handoff``/``handoff_reserved`` for a worker giving work back;
             ``child`` with ``pid`` for the tasks of one dead pool process;
             ``None`` for a dead worker (``worker_sole`` when it was running a
-            single task, else ``worker``).
+            single task, else ``worker``; always ``worker`` when it died
+            draining for shutdown: the platform's kill at the end of its
+            grace period names no culprit, so it counts toward the large
+            ``max_worker_deaths``, not ``max_resurrections``).
         pid: with kind ``child``, the dead process: only tasks the journal
             says run in it move.
 
@@ -89,7 +92,8 @@ def take_back(
         ids, rows = [i for i, _ in mine], [r for _, r in mine]
     running = sum(1 for st, ow, _, _ in rows if st == b"RUNNING" and ow == worker_id.encode())
     if kind is None:
-        kind = "worker_sole" if running == 1 else "worker"
+        sole = running == 1 and not client.exists(keys.draining(worker_id))
+        kind = "worker_sole" if sole else "worker"
     now = now_ms()
     scripts = relier.scripts
     with client.pipeline(transaction=False) as pipe:
