@@ -1,7 +1,9 @@
 """Redis clients, and the boundary where redis-py errors become ours.
 
 One sync client per process (redis-py's pool re-creates its connections
-after ``fork``, so prefork pool children are safe) and one asyncio client per
+after ``fork``, so prefork pool children are safe; the two script calls of
+every task run, claim and complete, use a connection of the calling
+thread's own instead, see ``Scripts._direct``) and one asyncio client per
 event loop: an asyncio connection belongs to the loop that opened it, and a
 producer may run several loops over its life (``asyncio.run`` twice, test
 suites, a thread with its own loop).

@@ -350,8 +350,9 @@ class Scripts:
         For the calls every task makes in a worker (``claim``, ``complete``):
         redis-py's per-command machinery (pool check-out and check-in, the
         stale-data check, argument inspection, retry wrapper) costs more CPU
-        than packing and parsing the command. Connection failures raise after
-        the connection is closed; the caller's retry opens a new one.
+        than packing and parsing the command. A connection failure raises
+        (redis-py's connection closes itself on it) and the caller's retry
+        reconnects the same connection object.
         """
         keys, argv = built
         conn = self._local.__dict__.get("conn")
@@ -361,18 +362,18 @@ class Scripts:
             self._local.conn, self._local.pid = conn, os.getpid()
             self._dedicated.append(conn)
         script = self._scripts[name]
-        try:
+
+        def evalsha() -> Any:
             conn.send_command("EVALSHA", script.sha, len(keys), *keys, *argv)
             return conn.read_response()
+
+        try:
+            return evalsha()
         except redis.exceptions.NoScriptError:
             # Redis restarted or its scripts were flushed: load, then once more.
             conn.send_command("SCRIPT", "LOAD", script.script)
             conn.read_response()
-            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *argv)
-            return conn.read_response()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            conn.disconnect()
-            raise
+            return evalsha()
 
     def close(self) -> None:
         """Close the threads' own connections (see :meth:`_direct`)."""
