@@ -31,7 +31,6 @@ from relier import (
     stats,
 )
 from relier import dlq as core_dlq
-from relier.clock import now_ms
 from relier_fastapi import (
     AdmissionMiddleware,
     Dispatcher,
@@ -43,6 +42,7 @@ from relier_fastapi import (
     schemas,
 )
 from relier_fastapi.admission import retry_after_seconds
+from tests.adapters._dlq import dead_letter
 
 Pusher = Annotated[Dispatcher, Depends(relier_dispatcher)]
 TOKEN = "a-test-admin-token-0123456789"
@@ -541,8 +541,7 @@ def test_the_token_is_never_in_a_repr() -> None:
 def dead_task(client: TestClient, name: str = "x") -> str:
     """Push a greet and dead-letter it (as a worker refusing it would)."""
     task_id: str = client.post("/greet", params={"name": name}).json()["id"]
-    relier = relier_of(client)
-    assert relier.scripts.dead_letter(task_id, now_ms(), "unknown_task", "no such task here")
+    dead_letter(relier_of(client), task_id)
     return task_id
 
 

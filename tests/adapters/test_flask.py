@@ -29,9 +29,9 @@ from relier import (
 )
 from relier import dlq as core_dlq
 from relier.app import reset
-from relier.clock import now_ms
 from relier_flask import AdminToken, Relier, relier_of
 from relier_flask.admission import retry_after_seconds
+from tests.adapters._dlq import dead_letter
 
 TOKEN = "a-flask-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -461,7 +461,7 @@ def test_the_token_is_never_in_a_repr(app: Flask) -> None:
 def dead_task(client: FlaskClient, hub: relier.Relier, name: str = "x") -> str:
     """Push a greet and dead-letter it (as a worker refusing it would)."""
     task_id: str = client.post("/greet", query_string={"name": name}).get_json()["id"]
-    assert hub.scripts.dead_letter(task_id, now_ms(), "unknown_task", "no such task here")
+    dead_letter(hub, task_id)
     return task_id
 
 
