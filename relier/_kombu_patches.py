@@ -27,16 +27,38 @@ cannot succeed then, is skipped with a log line. Nothing is lost by skipping the
 restore: the messages stay in kombu's ``unacked`` hash, and Relier recovers
 their tasks from the journal (tasks this worker still runs finish here;
 stranded ones are republished by the resurrector's orphan sweep).
+
+One kind of stranded task the orphan sweep cannot see: a task the worker
+had *reserved* (prefetched, not started). Celery drops such requests when
+its broker connection closes (they cannot be acknowledged on a new
+channel), but the journal still says RESERVED, owned by a worker whose
+lease is alive, so neither the sweep (PENDING, unowned tasks only) nor the
+resurrector (dead workers only) would move it before kombu's visibility
+timeout, an hour later. So a failed restore also tells the worker's
+service (:func:`on_unacked_stranded`), which hands its RESERVED tasks back
+once Redis answers again; any of them still on its way to a pool process
+runs once, the republished message being dropped at claim.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["install_kombu_guard"]
+__all__ = ["install_kombu_guard", "on_unacked_stranded"]
 
 log = logging.getLogger("relier.worker")
+
+# Called when kombu could not restore a channel's unacked messages (set by the
+# worker's service while it runs; one per process).
+_stranded_listener: Callable[[], None] | None = None
+
+
+def on_unacked_stranded(listener: Callable[[], None] | None) -> None:
+    """Have ``listener`` called whenever kombu fails to restore unacked messages."""
+    global _stranded_listener
+    _stranded_listener = listener
 
 
 def install_kombu_guard() -> None:
@@ -60,6 +82,9 @@ def install_kombu_guard() -> None:
         try:
             return original(self, *args, **kwargs)
         except (AttributeError, redis.exceptions.ConnectionError):
+            listener = _stranded_listener
+            if listener is not None:
+                listener()
             if getattr(getattr(self.channel, "connection", None), "client", None) is not None:
                 raise
             log.warning(

@@ -43,6 +43,7 @@ from celery.signals import (
 )
 
 from . import _reservation, telemetry
+from ._kombu_patches import on_unacked_stranded
 from .children import ChildWatcher, pool_pids, process_alive
 from .clock import now_ms
 from .dlq import Reason
@@ -103,6 +104,7 @@ class WorkerService:
         self._thread = threading.Thread(target=self._run, name="relier-worker", daemon=True)
         self._failing = False
         self._pending_cold: bool | None = None
+        self._reserved_stranded = False
 
     def stopping(self) -> bool:
         """Whether this worker is shutting down (by any signal or path)."""
@@ -147,7 +149,32 @@ class WorkerService:
 
     def start(self) -> None:
         self.lease.register()
+        on_unacked_stranded(self.reserved_stranded)
         self._thread.start()
+
+    def reserved_stranded(self) -> None:
+        """kombu lost this worker's prefetched messages (see :mod:`relier._kombu_patches`):
+        hand its RESERVED tasks back as soon as Redis answers (called from the event loop)."""
+        self._reserved_stranded = True
+        self._wake.set()
+
+    def hand_back_reserved(self) -> int:
+        """Publish this worker's RESERVED tasks again (RUNNING ones stay); how many.
+
+        Raises while Redis is still down, leaving the hand-back due for the next try.
+        """
+        self._reserved_stranded = False
+        try:
+            requeued, _ = take_back(self.relier, self.worker_id, "handoff_reserved")
+        except BaseException:
+            self._reserved_stranded = True
+            raise
+        if requeued:
+            log.warning(
+                "relier: the broker connection dropped this worker's prefetched messages; "
+                "handed back %d reserved tasks", requeued,
+            )  # fmt: skip
+        return requeued
 
     def resurrector_leads(self) -> bool:
         """Whether this worker holds the resurrector lock (it reports the cluster gauges)."""
@@ -160,6 +187,7 @@ class WorkerService:
 
     def finish(self) -> None:
         """The worker is exiting: hand back anything still owned, drop the lease."""
+        on_unacked_stranded(None)
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
@@ -184,6 +212,8 @@ class WorkerService:
                     if cold is not None:
                         self._pending_cold = None
                         self.drain.begin(cold)
+                if self._reserved_stranded:
+                    self.hand_back_reserved()
                 if now >= next_child:
                     self.children.poll()
                     next_child = now + _CHILD_POLL_S

@@ -70,3 +70,34 @@ def test_installing_twice_wraps_once() -> None:
     first = kombu_redis.Channel._brpop_read
     install_kombu_guard()
     assert kombu_redis.Channel._brpop_read is first
+
+
+def test_a_failed_restore_of_unacked_messages_tells_the_listener(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu cannot restore unacked messages once the broker connection is gone; the
+    guard swallows that, and tells the worker's service (which hands its reserved tasks
+    back: Celery drops their requests with the connection)."""
+    from relier import _kombu_patches
+
+    calls: list[int] = []
+    _kombu_patches.on_unacked_stranded(lambda: calls.append(1))
+    try:
+        channel = connection.default_channel
+        connection.Producer().publish({"n": 1}, routing_key=QUEUE, declare=[Queue(QUEUE)])
+        message = channel.basic_get(QUEUE, no_ack=False)
+        assert message is not None
+        import redis.exceptions
+
+        def unreachable(*_: Any) -> None:
+            raise redis.exceptions.ConnectionError("Redis is restarting")
+
+        monkeypatch.setattr(channel.qos, "restore_unacked", unreachable)
+        monkeypatch.setattr(channel.connection, "client", None)  # the connection is gone
+        channel.qos.restore_unacked_once()  # guarded: no raise
+        assert calls == [1]
+        assert channel.client.hlen("unacked") == 1  # still parked there, not lost
+        monkeypatch.undo()
+        channel.basic_ack(message.delivery_tag)  # so closing the channel restores nothing
+    finally:
+        _kombu_patches.on_unacked_stranded(None)
