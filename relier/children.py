@@ -1,11 +1,13 @@
 """The fast path: a pool process died, so its task goes back at once.
 
 The worker's main process watches its pool processes (every 50 ms, by
-reading ``/proc``: no ``waitpid``, so Celery's own reaping is undisturbed)
-and, when one dies (OOM kill, SIGKILL, segfault, ``os._exit``), runs
-``resurrect.lua`` with kind ``child`` on the tasks the journal says were
-running *in that process* (matched by pid, atomically). That names exactly
-one culprit, so it counts toward ``max_resurrections``.
+reading ``/proc``: no ``waitpid``, so Celery's own reaping is undisturbed;
+from the event loop's own timer where there is one, see
+:class:`relier.worker.WorkerService`) and, when one dies (OOM kill,
+SIGKILL, segfault, ``os._exit``), runs ``resurrect.lua`` with kind ``child``
+on the tasks the journal says were running *in that process* (matched by
+pid, atomically). That names exactly one culprit, so it counts toward
+``max_resurrections``.
 
 Celery reports the same death as ``WorkerLostError`` only on its pool
 maintenance (up to 5 s later), so Relier also asks the event loop to run
@@ -86,12 +88,11 @@ class ChildWatcher:
         self._dead: set[int] = set()
         self._lock = threading.Lock()
 
-    def poll(self) -> int:
-        """Check the pool once; returns how many tasks were re-queued.
+    def scan(self) -> bool:
+        """Look at the pool without touching Redis; whether a death awaits :meth:`poll`.
 
-        Called every 50 ms by the worker thread, and by the main thread when
-        Celery is about to fork a replacement process (Celery first runs a
-        full garbage collection there, holding the GIL for tens of ms).
+        Cheap (a ``/proc`` read per process), so the worker's event loop can
+        run it every 50 ms itself (see :class:`relier.worker.WorkerService`).
         """
         with self._lock:
             current = set(self._pids())
@@ -99,6 +100,24 @@ class ChildWatcher:
             dead = {pid for pid in watched if not process_alive(pid)}
             self._known = current - dead
             self._dead |= dead
+            return bool(self._dead)
+
+    def has_dead(self) -> bool:
+        """Whether a death seen by :meth:`scan` awaits :meth:`poll`."""
+        return bool(self._dead)
+
+    def poll(self) -> int:
+        """Check the pool once and take back the tasks of every dead process;
+        returns how many tasks were re-queued.
+
+        Called by the worker thread (at once when the event loop's
+        :meth:`scan` saw a death, and on its own every 50 ms where there is
+        no event loop), and by the main thread when Celery is about to fork
+        a replacement process (Celery first runs a full garbage collection
+        there, holding the GIL for tens of ms).
+        """
+        self.scan()
+        with self._lock:
             todo = sorted(self._dead)
         requeued = 0
         # A worker that is shutting down stops its own pool processes (a cold

@@ -32,6 +32,28 @@ def test_process_alive_sees_exit_and_zombies() -> None:
     assert not process_alive(proc.pid)
 
 
+def test_scan_notes_a_death_without_redis_and_poll_acts_on_it(default_relier: Relier) -> None:
+    relier = default_relier
+    child = _sleeper()
+    try:
+        pending(relier.scripts)
+        assert relier.scripts.claim("t1", "w1", 2_000, child.pid).run
+        watcher = ChildWatcher(relier, "w1", lambda: [child.pid] if child.poll() is None else [])
+        assert not watcher.scan() and not watcher.has_dead()
+        child.kill()
+        child.wait(5)
+        # The event loop's check: the death is noted, the journal not touched yet.
+        assert watcher.scan() and watcher.has_dead()
+        assert relier.redis.hget(KEYS.task("t1").job, "state") == b"RUNNING"
+        assert watcher.poll() == 1
+        assert relier.redis.hget(KEYS.task("t1").job, "state") == b"PENDING"
+        assert not watcher.has_dead() and not watcher.scan()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+
+
 def test_death_seen_while_redis_is_down_is_acted_on_when_it_returns(
     redis_server: RedisServer,
 ) -> None:

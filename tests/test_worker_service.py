@@ -1,13 +1,20 @@
 """The worker's service (relier.worker.WorkerService) on a real Redis, without a Celery
 worker around it: handing back the reserved tasks whose prefetched messages the broker
-connection took with it."""
+connection took with it; pool deaths seen from kombu's event loop."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
 import pytest
 import redis
+from kombu.asynchronous import Hub
 
 from relier import Relier, load_settings, rl_task
+from relier import worker as worker_module
 from relier.localredis import free_port
 from relier.worker import WorkerService
 
@@ -43,3 +50,37 @@ def test_a_hand_back_that_cannot_reach_redis_stays_due() -> None:
         service.hand_back_reserved()
     assert service._reserved_stranded  # the next tick tries again
     rl.close()
+
+
+def test_the_event_loop_watches_the_pool_and_wakes_the_thread_on_a_death(
+    default_relier: Relier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rl = default_relier
+    # The thread's own look at the pool out of reach: only the loop's timer can act.
+    monkeypatch.setattr(worker_module, "_CHILD_BACKSTOP_S", 3600.0)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    hub = Hub()
+    service = WorkerService(
+        rl, WORKER, "test", lambda: [child.pid] if child.poll() is None else [],
+        SimpleNamespace(hub=hub),
+    )  # fmt: skip
+    task = noop.push()
+    assert rl.scripts.claim(task.id, WORKER, 2, pid=child.pid, token="t").run
+    service.start()
+    try:
+        assert hub.timer._queue, "no pool check on the event loop's timer"
+        hub.fire_timers(max_delay=0)
+        assert task.state() == "RUNNING"  # alive: nothing to do
+        child.kill()
+        child.wait(5)
+        deadline = time.monotonic() + 10
+        while task.state() == "RUNNING" and time.monotonic() < deadline:
+            hub.fire_timers(max_delay=0)
+            time.sleep(0.01)
+        assert task.state() == "PENDING"
+    finally:
+        service.finish()
+        hub.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
