@@ -45,6 +45,7 @@ def _get(channel: Any, queue: str = "celery") -> tuple[Any, dict[str, Any], Any]
     the message, kombu's unacked record of it and its unacked_index score."""
     message = channel.basic_get(queue, no_ack=False)
     assert message is not None, f"no message in {queue}"
+    reservation.flush(channel.qos)  # the transaction's reply read: Redis has run it
     tag = message.delivery_tag
     record = json.loads(channel.client.hget("unacked", tag))
     score = channel.client.zscore("unacked_index", tag)
@@ -99,7 +100,7 @@ def test_a_message_of_no_registered_task_gets_kombus_record_only(rl: Relier, cha
     assert reservation.reserved_on_delivery("foreign-1") is False
 
 
-def test_without_the_script_loaded_the_delivery_goes_on_and_task_received_reserves(
+def test_without_the_script_loaded_the_record_is_written_and_the_reserve_made_on_reading(
     rl: Relier, channel: Any
 ) -> None:
     reservation.activate(rl, WORKER)
@@ -108,10 +109,10 @@ def test_without_the_script_loaded_the_delivery_goes_on_and_task_received_reserv
     message, record, _ = _get(channel)
     assert message.headers["id"] == handle.id
     assert record[0]["headers"]["id"] == handle.id  # kombu's record was still written
-    assert _state(rl, handle.id) == ("PENDING", "")
-    # Left to the signal path, which loads the script and reserves.
-    assert reservation.reserved_on_delivery(handle.id) is False
-    assert rl.scripts.reserve(handle.id, WORKER, 1) == "RESERVED"
+    # NOSCRIPT in the transaction: reading the reply loaded the script and reserved.
+    assert _state(rl, handle.id) == ("RESERVED", WORKER)
+    events = [json.loads(e)["e"] for e in rl.redis.lrange(rl.keys.task(handle.id).hist, 0, -1)]
+    assert events == ["dispatched", "reserved"]
 
 
 def test_a_second_reserve_of_a_reserved_task_changes_nothing(rl: Relier, channel: Any) -> None:
@@ -129,3 +130,55 @@ def test_installing_twice_wraps_once() -> None:
     first = kombu_redis.QoS.append
     reservation.install()
     assert kombu_redis.QoS.append is first
+
+
+def test_an_ack_right_after_the_delivery_leaves_no_record_behind(
+    rl: Relier, channel: Any
+) -> None:
+    reservation.activate(rl, WORKER)
+    handle = add.push(9, 10)
+    message = channel.basic_get("celery", no_ack=False)
+    assert message.headers["id"] == handle.id
+    # The ack reads the delivery's reply first, so its removal runs after the
+    # record's write, not before it (which would leave the record for kombu
+    # to restore an hour later).
+    channel.basic_ack(message.delivery_tag)
+    assert channel.client.hget("unacked", message.delivery_tag) is None
+    assert channel.client.zscore("unacked_index", message.delivery_tag) is None
+    assert _state(rl, handle.id) == ("RESERVED", WORKER)
+
+
+def test_a_record_redis_refuses_is_logged_and_the_delivery_goes_on(
+    rl: Relier, channel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reservation.activate(rl, WORKER)
+    handle = add.push(11, 12)
+    channel.client.set("unacked", "not a hash")  # HSET fails inside the transaction
+    try:
+        message = channel.basic_get("celery", no_ack=False)
+        assert message.headers["id"] == handle.id
+        with caplog.at_level("WARNING", logger="relier.worker"):
+            reservation.flush(channel.qos)
+        assert f"record of delivery {message.delivery_tag} was not written" in caplog.text
+        assert "WRONGTYPE" in caplog.text
+        # The rest of the transaction ran: the task is reserved all the same.
+        assert _state(rl, handle.id) == ("RESERVED", WORKER)
+    finally:
+        channel.client.delete("unacked")
+
+
+def test_a_lost_reply_is_logged_and_the_next_delivery_gets_its_record(
+    rl: Relier, channel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reservation.activate(rl, WORKER)
+    first, second = add.push(13, 14), add.push(15, 16)
+    assert channel.basic_get("celery", no_ack=False).headers["id"] == first.id
+    # The records' connection drops before its reply is read.
+    records = channel.qos.__dict__["_relier_records"]
+    records.conn.disconnect()
+    with caplog.at_level("WARNING", logger="relier.worker"):
+        message, record, _ = _get(channel)  # reconnects to send the next one
+    assert "lost the replies of 1 delivery record(s)" in caplog.text
+    assert message.headers["id"] == second.id
+    assert record[0]["headers"]["id"] == second.id
+    assert _state(rl, second.id) == ("RESERVED", WORKER)
