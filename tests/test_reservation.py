@@ -132,9 +132,7 @@ def test_installing_twice_wraps_once() -> None:
     assert kombu_redis.QoS.append is first
 
 
-def test_an_ack_right_after_the_delivery_leaves_no_record_behind(
-    rl: Relier, channel: Any
-) -> None:
+def test_an_ack_right_after_the_delivery_leaves_no_record_behind(rl: Relier, channel: Any) -> None:
     reservation.activate(rl, WORKER)
     handle = add.push(9, 10)
     message = channel.basic_get("celery", no_ack=False)
