@@ -19,13 +19,12 @@ transaction, instead of making a round trip of its own from the
   sweep of :mod:`relier.orphans` remains the backstop for anything that
   takes the signal path below).
 
-And Relier does not make the event loop wait for that transaction's reply
-(kombu's own ``append`` does): it is sent on a connection of the channel's
-own and read back later (:class:`_Records`), before the next delivery's and
-before anything that reads or removes the record. That wait was the
-largest part of the event loop's time per task that Relier could remove:
-about 0.86x instead of 0.78x plain Celery's no-op throughput in an
-experiment (both on the same machine, two runs each).
+And Relier does not make the event loop wait for that transaction's reply,
+nor for the reply to the record's removal when the task is acknowledged
+(kombu's own ``append`` and ``ack`` wait for both): they are sent on a
+connection of the channel's own and their replies read once they have
+arrived (:class:`_Records`). Those waits were the largest part of the
+event loop's time per task that Relier could remove.
 
 The wrapper writes what kombu's own ``append`` writes (a test compares the
 two on a real Redis, so a kombu upgrade that changes the record fails
@@ -108,38 +107,63 @@ class _Reserver:
 
 
 class _Records:
-    """One kombu channel's delivery transactions, on a connection of their own.
+    """One kombu channel's delivery records and acknowledgements, on a
+    connection of their own, their replies read later.
 
     The worker's event loop is its serial resource, and kombu makes it wait
-    for Redis's reply to every delivery record before it hands the task on.
-    Relier sends the transaction and reads its reply later: before the next
-    delivery's, and before anything that reads or removes the record
-    (``ack``, ``reject``, ``restore_by_tag``), so that the record is written
-    before it is ever looked for (one connection keeps its commands in
-    order, and a read reply means Redis has run them). By the time a task
-    has run, its reply has long arrived: the read does not wait.
+    for Redis's reply twice per task: to the record of each delivery (its
+    ``unacked`` entry, which Relier's reserve joins) before it hands the
+    task on, and to the record's removal when the task is acknowledged.
+    Neither reply changes what the loop does next, so Relier sends both
+    transactions on this connection and reads the replies when they have
+    arrived: at the next send, without waiting, and in full, waiting,
+    before anything else reads or removes records (``reject``,
+    ``restore_by_tag``, closing the channel). One connection keeps its
+    commands in order, so an acknowledgement never overtakes its record;
+    and a reply read means Redis has run the transaction, so a record is
+    written before another connection looks for it.
 
-    Losing a reply loses nothing kombu's own ``append`` would keep: had the
-    transaction failed there, kombu would have raised with the message
-    already popped from its list. Here the failure is logged when the reply
-    is read, and the journal covers the task as it does then (a RUNNING task
+    Losing a reply loses nothing kombu's own methods would keep. Had a
+    record failed there, kombu would have raised with the message already
+    popped from its list; here the failure is logged when the reply is
+    read, and the journal covers the task as it does then (a RUNNING task
     is its worker's until the worker dies; a PENDING one whose message is
-    gone is republished by the orphan sweep).
+    gone is republished by the orphan sweep). A failed removal leaves the
+    record for kombu to restore after its visibility timeout, as a failed
+    ``ack`` does: the claim drops that second delivery of a finished task.
     """
+
+    # Replies read at most this far behind: a channel that only ever sent
+    # (no ack, no reject) must not grow its socket buffer without bound.
+    MAX_WAITING = 1_000
 
     def __init__(self, channel: Any) -> None:
         pool = channel.client.connection_pool
         self.conn = pool.connection_class(**pool.connection_kwargs)
-        # Per transaction sent: its delivery tag, the task it reserves (or
-        # None) and how many replies it gets (MULTI, one per command, EXEC).
-        self._waiting: deque[tuple[str, str | None, int]] = deque()
+        # Per transaction sent: what it does ("record" or "removal"), its
+        # delivery tag, the task it reserves (or None) and how many replies
+        # it gets (MULTI, one per command, EXEC).
+        self._waiting: deque[tuple[str, str, str | None, int]] = deque()
         self._lock = threading.Lock()
+        self.conn.register_connect_callback(self._connected)
 
-    def send(self, tag: str, commands: list[tuple[Any, ...]], task_id: str | None) -> None:
-        """Send one delivery's transaction; raises as kombu's append would if
-        it cannot be sent."""
+    def _connected(self, conn: Any) -> None:
+        """(Re)connected (called by redis-py, inside a send or a read): replies
+        due on the old connection will never come on this one."""
+        if self._waiting:
+            log.warning(
+                "relier: lost the replies of %d delivery record(s) with the connection; "
+                "the journal covers their tasks", len(self._waiting),
+            )  # fmt: skip
+            self._waiting.clear()
+
+    def send(
+        self, what: str, tag: str, commands: list[tuple[Any, ...]], task_id: str | None = None
+    ) -> None:
+        """Send one transaction; raises as kombu's own call would if it cannot
+        be sent."""
         with self._lock:
-            self._drain()
+            self._drain(wait=len(self._waiting) >= self.MAX_WAITING)
             transaction = [("MULTI",), *commands, ("EXEC",)]
             try:
                 # No health check: a PING now would read a reply that is not its own.
@@ -149,22 +173,25 @@ class _Records:
             except BaseException:
                 self._lost("sending")
                 raise
-            self._waiting.append((tag, task_id, len(transaction)))
+            self._waiting.append((what, tag, task_id, len(transaction)))
 
     def drain(self) -> None:
-        """Read every reply still due; never raises (a failure is logged)."""
+        """Read every reply still due, waiting for them; never raises (a
+        failure is logged)."""
         with self._lock:
-            self._drain()
+            self._drain(wait=True)
 
     def close(self) -> None:
         with self._lock:
-            self._drain()
+            self._drain(wait=True)
             self.conn.disconnect()
 
-    def _drain(self) -> None:
+    def _drain(self, wait: bool) -> None:
         while self._waiting:
-            tag, task_id, count = self._waiting[0]
+            what, tag, task_id, count = self._waiting[0]
             try:
+                if not wait and not self.conn.can_read(timeout=0):
+                    return  # not arrived yet: read at a later send
                 replies = [self._read() for _ in range(count)]
             except (redis.exceptions.RedisError, OSError) as exc:
                 self._lost(f"reading ({exc})")
@@ -173,18 +200,23 @@ class _Records:
             done = replies[-1]
             if not isinstance(done, list):
                 # A command refused while queued (a full Redis, say) aborts
-                # the whole transaction: neither record nor reserve written.
+                # the whole transaction: nothing of it was written.
                 failure = next((r for r in replies if isinstance(r, Exception)), done)
-                log.warning("relier: kombu's record of delivery %s was not written: %s",
-                            tag, failure)  # fmt: skip
+                self._failed(what, tag, failure)
                 continue
             for reply in done[:2]:
                 if isinstance(reply, Exception):
-                    log.warning("relier: kombu's record of delivery %s was not written: %s",
-                                tag, reply)  # fmt: skip
+                    self._failed(what, tag, reply)
             reserver = _reserver
             if task_id is not None and len(done) > 2 and reserver is not None:
                 reserver.settled(task_id, done[2])
+
+    @staticmethod
+    def _failed(what: str, tag: str, error: Any) -> None:
+        if what == "record":
+            log.warning("relier: kombu's record of delivery %s was not written: %s", tag, error)
+        else:
+            log.warning("relier: kombu's record of delivery %s was not removed: %s", tag, error)
 
     def _read(self) -> Any:
         try:
@@ -260,7 +292,7 @@ def install() -> None:
         if reserve is not None:
             task_id, evalsha = reserve
             commands.append(evalsha)
-        _records(self).send(delivery_tag, commands, task_id)
+        _records(self).send("record", delivery_tag, commands, task_id)
         remember(self, message, delivery_tag)
         if task_id is not None:
             if len(_reserved) >= _MAX_PENDING:
@@ -269,7 +301,23 @@ def install() -> None:
 
     append._relier_reserve = True  # type: ignore[attr-defined]
     qos_class.append = append
-    for name in ("ack", "reject", "restore_by_tag"):
+    original_ack: Any = qos_class.ack
+    forget: Any = virtual.QoS.ack
+
+    def ack(self: Any, delivery_tag: str) -> None:
+        # kombu's own ack is the same two commands, and waits for their reply.
+        if _reserver is None:
+            flush(self)
+            return original_ack(self, delivery_tag)  # type: ignore[no-any-return]
+        removal = [
+            ("ZREM", self.unacked_index_key, delivery_tag),
+            ("HDEL", self.unacked_key, delivery_tag),
+        ]
+        _records(self).send("removal", delivery_tag, removal)
+        forget(self, delivery_tag)
+
+    qos_class.ack = ack
+    for name in ("reject", "restore_by_tag"):
         setattr(qos_class, name, _drained(getattr(qos_class, name)))
     channel_close: Any = kombu_redis.Channel.close
 

@@ -137,10 +137,11 @@ def test_an_ack_right_after_the_delivery_leaves_no_record_behind(rl: Relier, cha
     handle = add.push(9, 10)
     message = channel.basic_get("celery", no_ack=False)
     assert message.headers["id"] == handle.id
-    # The ack reads the delivery's reply first, so its removal runs after the
-    # record's write, not before it (which would leave the record for kombu
-    # to restore an hour later).
+    # The removal follows the record on the same connection, so it runs after
+    # the record's write, not before it (which would leave the record for
+    # kombu to restore an hour later).
     channel.basic_ack(message.delivery_tag)
+    reservation.flush(channel.qos)
     assert channel.client.hget("unacked", message.delivery_tag) is None
     assert channel.client.zscore("unacked_index", message.delivery_tag) is None
     assert _state(rl, handle.id) == ("RESERVED", WORKER)
@@ -180,3 +181,31 @@ def test_a_lost_reply_is_logged_and_the_next_delivery_gets_its_record(
     assert message.headers["id"] == second.id
     assert record[0]["headers"]["id"] == second.id
     assert _state(rl, second.id) == ("RESERVED", WORKER)
+
+
+def test_acks_do_not_wait_and_a_removal_redis_refuses_is_logged(
+    rl: Relier, channel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reservation.activate(rl, WORKER)
+    handles = [add.push(i, i) for i in range(3)]
+    messages = [channel.basic_get("celery", no_ack=False) for _ in handles]
+    records = channel.qos.__dict__["_relier_records"]
+    for message in messages[:2]:
+        channel.basic_ack(message.delivery_tag)
+    # Sent, the last one's reply not read: the event loop did not wait for it
+    # (a send reads only the replies that have arrived).
+    assert records._waiting[-1][:2] == ("removal", messages[1].delivery_tag)
+    reservation.flush(channel.qos)
+    assert not records._waiting
+    assert [channel.client.hexists("unacked", m.delivery_tag) for m in messages] == [
+        False, False, True,
+    ]  # fmt: skip
+    channel.client.set("unacked_index", "not a sorted set")  # ZREM fails inside the transaction
+    try:
+        channel.basic_ack(messages[2].delivery_tag)
+        with caplog.at_level("WARNING", logger="relier.worker"):
+            reservation.flush(channel.qos)
+        assert f"record of delivery {messages[2].delivery_tag} was not removed" in caplog.text
+        assert "WRONGTYPE" in caplog.text
+    finally:
+        channel.client.delete("unacked_index")
