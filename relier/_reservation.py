@@ -150,12 +150,7 @@ class _Records:
     def _connected(self, conn: Any) -> None:
         """(Re)connected (called by redis-py, inside a send or a read): replies
         due on the old connection will never come on this one."""
-        if self._waiting:
-            log.warning(
-                "relier: lost the replies of %d delivery record(s) with the connection; "
-                "the journal covers their tasks", len(self._waiting),
-            )  # fmt: skip
-            self._waiting.clear()
+        self._forget("with the connection")
 
     def send(
         self, what: str, tag: str, commands: list[tuple[Any, ...]], task_id: str | None = None
@@ -213,10 +208,8 @@ class _Records:
 
     @staticmethod
     def _failed(what: str, tag: str, error: Any) -> None:
-        if what == "record":
-            log.warning("relier: kombu's record of delivery %s was not written: %s", tag, error)
-        else:
-            log.warning("relier: kombu's record of delivery %s was not removed: %s", tag, error)
+        done = "written" if what == "record" else "removed"
+        log.warning("relier: kombu's record of delivery %s was not %s: %s", tag, done, error)
 
     def _read(self) -> Any:
         try:
@@ -225,17 +218,26 @@ class _Records:
             return exc  # an error reply: the connection goes on
 
     def _lost(self, doing: str) -> None:
+        self._forget(f"while {doing}")
+        self.conn.disconnect()
+
+    def _forget(self, how: str) -> None:
+        """Drop the replies still due (they will never be read), saying so."""
         if self._waiting:
             log.warning(
-                "relier: lost the replies of %d delivery record(s) while %s; the journal "
-                "covers their tasks", len(self._waiting), doing,
+                "relier: lost the replies of %d delivery record(s) %s; the journal covers "
+                "their tasks", len(self._waiting), how,
             )  # fmt: skip
-        self._waiting.clear()
-        self.conn.disconnect()
+            self._waiting.clear()
+
+
+def _records_of(qos: Any) -> _Records | None:
+    """The records connection of ``qos``'s channel, if it has sent anything."""
+    return None if qos is None else qos.__dict__.get("_relier_records")
 
 
 def _records(qos: Any) -> _Records:
-    records: _Records | None = qos.__dict__.get("_relier_records")
+    records = _records_of(qos)
     if records is None:
         records = qos._relier_records = _Records(qos.channel)
     return records
@@ -244,7 +246,7 @@ def _records(qos: Any) -> _Records:
 def flush(qos: Any) -> None:
     """Read the record replies due on ``qos``'s channel (for code, and tests,
     about to look at the records from another connection)."""
-    records = qos.__dict__.get("_relier_records")
+    records = _records_of(qos)
     if records is not None:
         records.drain()
 
@@ -256,7 +258,6 @@ def _drained(method: Any) -> Any:
         flush(self)
         return method(self, *args, **kwargs)
 
-    wrapper._relier_original = method  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -325,8 +326,7 @@ def install() -> None:
         try:
             channel_close(self)
         finally:
-            qos = getattr(self, "_qos", None)
-            records = None if qos is None else qos.__dict__.get("_relier_records")
+            records = _records_of(getattr(self, "_qos", None))
             if records is not None:
                 records.close()
 
