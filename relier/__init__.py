@@ -7,12 +7,11 @@ task ends either SUCCEEDED or in the dead letter queue with a reason.
 
 from __future__ import annotations
 
-from .app import Relier, bind, current
-from .config import RelierSettings, load_settings
-from .context import TaskContext
-from .dispatch import Call, CallOptions
-from .dlq import DeadTask, Reason
-from .errors import (
+from typing import Any, cast
+
+from relier.config import RelierSettings, load_settings
+from relier.context import TaskContext
+from relier.errors import (
     AdmissionRejectedError,
     BadSignatureError,
     ConfigurationError,
@@ -35,9 +34,13 @@ from .errors import (
     TaskNotFoundError,
     UnknownTaskError,
 )
-from .handle import TaskHandle
-from .locks import IdempotencyLock, idempotency_lock
-from .task import BoundTask, RlTask, rl_task
+from relier.hub import Relier, bind, current
+from relier.journal.states import Reason
+from relier.ops.dlq import DeadTask
+from relier.tasks.decorator import BoundTask, RlTask, rl_task
+from relier.tasks.dispatch import Call, CallOptions
+from relier.tasks.handle import TaskHandle
+from relier.tasks.locks import IdempotencyLock, idempotency_lock
 
 __version__ = "0.1.0"
 
@@ -86,4 +89,5 @@ __all__ = [
 
 def send_task(name: str, *args: object, **kwargs: object) -> TaskHandle:
     """Push the task registered as ``name`` (``UnknownTaskError`` if none is)."""
-    return current().task(name).push(*args, **kwargs)
+    # Every registered task is an RlTask; the hub sees them as TaskSpecs.
+    return cast("RlTask[..., Any]", current().task(name)).push(*args, **kwargs)

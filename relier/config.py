@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigurationError
+from relier.errors import ConfigurationError
 
 __all__ = ["RelierSettings", "load_settings"]
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .envelope import dumps
-from .errors import StaleFenceError
+from relier.errors import StaleFenceError
+from relier.journal.envelope import dumps
 
 __all__ = ["TaskContext", "wants_context"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LocalRedisError
+from relier.errors import LocalRedisError
 
 __all__ = ["LocalRedis", "LocalRedisError", "find_redis_server", "free_port"]
 

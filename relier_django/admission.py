@@ -16,7 +16,7 @@ import json
 from django.http import HttpResponse
 
 from relier import AdmissionRejectedError
-from relier.admin_api import PROBLEM_JSON, problem_body, retry_after_seconds
+from relier.ops.admin import PROBLEM_JSON, problem_body, retry_after_seconds
 
 __all__ = ["PROBLEM_JSON", "problem_response", "retry_after_seconds"]
 

@@ -1,7 +1,7 @@
 """The admin API and dashboard: ``relier_admin_router()``, mounted at ``/relier``.
 
-Every JSON endpoint is a thin shell over one query of :mod:`relier.inspection`,
-:mod:`relier.stats` or :mod:`relier.dlq` (the functions ``rl`` prints), run
+Every JSON endpoint is a thin shell over one query of :mod:`relier.ops.inspection`,
+:mod:`relier.ops.stats` or :mod:`relier.ops.dlq` (the functions ``rl`` prints), run
 in the thread pool, its result validated into a model of
 :mod:`relier_fastapi.schemas` so the OpenAPI schema describes every field.
 
@@ -34,14 +34,13 @@ from relier import (
     ConfigurationError,
     RedisUnavailableError,
     TaskNotFoundError,
-    dlq,
-    inspection,
     load_settings,
 )
-from relier.admin_api import MAX_ID_LENGTH, MAX_MS, MAX_PATTERN_LENGTH, TASK_ID_PATTERN, TokenDigest
-from relier.connection import translate_errors
-from relier.dlq import Reason
-from relier.leases import list_workers
+from relier.journal.connection import translate_errors
+from relier.journal.states import Reason
+from relier.ops import dlq, inspection
+from relier.ops.admin import MAX_ID_LENGTH, MAX_MS, MAX_PATTERN_LENGTH, TASK_ID_PATTERN, TokenDigest
+from relier.ops.workers import list_workers
 
 from . import dashboard
 from .dispatcher import relier_of

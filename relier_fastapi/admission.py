@@ -27,8 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relier import AdmissionRejectedError, ConfigurationError
-from relier.admin_api import PROBLEM_JSON, problem_body, retry_after_seconds
-from relier.admission import aadmit, parse_rate
+from relier.ops.admin import PROBLEM_JSON, problem_body, retry_after_seconds
+from relier.tasks.admission import aadmit, parse_rate
 
 from .dispatcher import relier_of
 

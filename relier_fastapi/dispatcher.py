@@ -30,8 +30,8 @@ from relier import (
     TaskHandle,
     current,
 )
-from relier.connection import translate_errors_async
-from relier.dispatch import apush, apush_many
+from relier.journal.connection import translate_errors_async
+from relier.tasks.dispatch import apush, apush_many
 
 __all__ = ["Dispatcher", "relier_dispatcher", "relier_lifespan", "relier_of"]
 
@@ -142,7 +142,7 @@ async def relier_lifespan(
 
 
 def _open_sync(relier: Relier) -> None:
-    from relier.connection import translate_errors
+    from relier.journal.connection import translate_errors
 
     with translate_errors(relier.settings.redis_url):
         relier.redis.ping()

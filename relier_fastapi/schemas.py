@@ -1,12 +1,12 @@
 """The admin API's response and request bodies, as pydantic models.
 
-They live in :mod:`relier.admin_api` (they need no framework); this module
+They live in :mod:`relier.ops.admin` (they need no framework); this module
 re-exports them under the names it has always had.
 """
 
 from __future__ import annotations
 
-from relier.admin_api import (
+from relier.ops.admin import (
     MAX_ID_LENGTH,
     MAX_IDS,
     RelierDeadSummary,
@@ -26,7 +26,7 @@ from relier.admin_api import (
     RelierTaskIds,
     RelierWorker,
 )
-from relier.admin_api import TaskId as TaskId
+from relier.ops.admin import TaskId as TaskId
 
 __all__ = [
     "MAX_IDS",

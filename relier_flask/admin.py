@@ -1,7 +1,7 @@
 """The admin API: a blueprint mounted at ``/relier``, the FastAPI router's twin.
 
-Every endpoint is a thin shell over one query of :mod:`relier.inspection`,
-:mod:`relier.stats` or :mod:`relier.dlq` (the functions ``rl`` prints); its
+Every endpoint is a thin shell over one query of :mod:`relier.ops.inspection`,
+:mod:`relier.ops.stats` or :mod:`relier.ops.dlq` (the functions ``rl`` prints); its
 JSON is the query's result as :func:`dataclasses.asdict` gives it, so paths,
 parameters, bodies and shapes are those of ``relier_fastapi``'s router.
 Errors are ``{"detail": ...}``: 401 and 403 (authentication), 404, 422 for
@@ -36,10 +36,10 @@ from relier import (
     ConfigurationError,
     RedisUnavailableError,
     TaskNotFoundError,
-    dlq,
-    inspection,
 )
-from relier.admin_api import (
+from relier.journal.connection import translate_errors
+from relier.ops import dlq, inspection
+from relier.ops.admin import (
     MAX_ID_LENGTH,
     MAX_IDS,
     InvalidRequest,
@@ -47,12 +47,11 @@ from relier.admin_api import (
     parse_query,
     parse_task_ids,
 )
-from relier.admin_api import DlqQuery as _DlqQuery
-from relier.admin_api import InflightQuery as _InflightQuery
-from relier.admin_api import StatusQuery as _StatusQuery
-from relier.admin_api import parse_task_id as _task_id
-from relier.connection import translate_errors
-from relier.leases import list_workers
+from relier.ops.admin import DlqQuery as _DlqQuery
+from relier.ops.admin import InflightQuery as _InflightQuery
+from relier.ops.admin import StatusQuery as _StatusQuery
+from relier.ops.admin import parse_task_id as _task_id
+from relier.ops.workers import list_workers
 
 from .hub import relier_of
 

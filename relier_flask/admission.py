@@ -23,7 +23,7 @@ import json
 from flask import Response
 
 from relier import AdmissionRejectedError
-from relier.admin_api import PROBLEM_JSON, problem_body, retry_after_seconds
+from relier.ops.admin import PROBLEM_JSON, problem_body, retry_after_seconds
 
 __all__ = ["PROBLEM_JSON", "handle_admission_rejected", "problem_response", "retry_after_seconds"]
 

@@ -33,10 +33,10 @@ from relier import (
     RlTask,
     TaskHandle,
     current,
-    dispatch,
 )
 from relier import Relier as RelierHub
 from relier.config import ENV_PREFIX
+from relier.tasks import dispatch
 
 from .admin import AdminToken, AuthCallable, admin_blueprint
 from .admission import problem_response

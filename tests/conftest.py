@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import relier
-import relier.app
+import relier.hub
 
 pytest_plugins = ["pytester"]
 
@@ -24,6 +24,6 @@ def default_relier(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         if name.startswith("RELIER_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
-    relier.app.reset()
-    yield relier.app.current()
-    relier.app.reset()
+    relier.hub.reset()
+    yield relier.hub.current()
+    relier.hub.reset()

@@ -10,8 +10,9 @@ import sys
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from relier import AdmissionRejectedError, ConfigurationError, inspection, stats
-from relier.admin_api import (
+from relier import AdmissionRejectedError, ConfigurationError
+from relier.ops import inspection, stats
+from relier.ops.admin import (
     MAX_ID_LENGTH,
     MAX_IDS,
     MAX_MS,
@@ -38,7 +39,7 @@ TOKEN = "s3cret-admin-token-0123456789"
 
 def test_importing_it_imports_no_web_framework() -> None:
     code = (
-        "import sys, relier.admin_api; "
+        "import sys, relier.ops.admin; "
         "print([m for m in ('fastapi', 'starlette', 'flask', 'django') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from relier import AdmissionRejectedError, ConfigurationError, Relier, rl_task
-from relier.admission import parse_rate
-from relier.app import reset
+from relier.hub import reset
+from relier.tasks.admission import parse_rate
 
 
 @rl_task(name="tests.adm.limited", rate_limit="20/s")

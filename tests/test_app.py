@@ -10,11 +10,11 @@ import kombu
 import pytest
 from celery import Celery
 
-import relier.app
+import relier.hub
 from relier import ConfigurationError, Relier, RelierSettings, UnknownTaskError, load_settings
-from relier.app import bind, current, lookup, registry, reset
-from relier.task import rl_task
-from relier.worker import RelierStep
+from relier.hub import WORKER_STEP, bind, current, reset
+from relier.registry import lookup, registry
+from relier.tasks.decorator import rl_task
 
 
 @rl_task(name="tests.app.noop")
@@ -95,7 +95,7 @@ def test_bind_installs_the_worker_step_once(settings: RelierSettings) -> None:
     app = celery(settings.redis_url)
     bind(app, settings)
     bind(app, settings)
-    assert RelierStep in app.steps["worker"]
+    assert WORKER_STEP in app.steps["worker"]
     assert len(app.steps["worker"]) == 1
 
 
@@ -197,7 +197,7 @@ def test_pushes_reach_kombu_under_its_global_keyprefix(settings: RelierSettings)
 
 
 def relier_push(instance: Relier, bound: Any) -> Any:
-    from relier import dispatch
+    from relier.tasks import dispatch
 
     return dispatch.push(instance, bound.task, dispatch.Call((), {}, bound.options))
 
@@ -238,7 +238,7 @@ def test_duplicate_name_from_another_function_is_refused() -> None:
 
 
 def test_registry_is_process_wide() -> None:
-    assert relier.app.registry() == registry()
+    assert relier.registry.registry() == registry()
 
 
 # --- unix sockets ------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from relier import Relier
-from relier._chaos_ledger import Expect, Ledger, summary
-from relier._chaos_redis import _is_local, _is_redis_process, restart_plan
-from relier._tcp_proxy import TcpProxy
-from relier.chaos import ChaosRun, NotApplicable, ScenarioResult
-from relier.cli import main
+from relier.chaos.ledger import Expect, Ledger, summary
+from relier.chaos.proxy import TcpProxy
+from relier.chaos.redis_faults import _is_local, _is_redis_process, restart_plan
+from relier.chaos.runner import ChaosRun, NotApplicable, ScenarioResult
+from relier.cli.main import main
 from relier.config import load_settings
 from relier.testing import RedisServer
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from relier import RedisUnavailableError, Relier, load_settings
-from relier.children import ChildWatcher, process_alive
 from relier.testing import RedisServer
+from relier.worker.children import ChildWatcher, process_alive
 from tests.lua.journal import KEYS, history, pending
 
 

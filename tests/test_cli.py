@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-import relier.app
-from relier.cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, build_parser, main
+import relier.hub
+from relier.cli.main import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +22,9 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("RELIER_"):
             monkeypatch.delenv(name)
-    relier.app.reset()
+    relier.hub.reset()
     yield
-    relier.app.reset()
+    relier.hub.reset()
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_preflight_failure_exits_1_with_the_fix(
     assert "FAIL appendonly is off" in out
     assert "CONFIG SET appendonly yes" in out
     assert "OK:" not in out
-    relier.app.reset()
+    relier.hub.reset()
     assert main(["preflight", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
@@ -181,7 +181,7 @@ def test_purge_without_yes_and_without_a_terminal_exits_2(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     use(monkeypatch, redis_url)
-    relier.app.current().redis.zadd(relier.app.current().keys.dlq, {"ghost": 1})
+    relier.hub.current().redis.zadd(relier.hub.current().keys.dlq, {"ghost": 1})
     assert main(["dlq", "purge", "ghost"]) == 2
     assert "pass --yes" in capsys.readouterr().err
     assert main(["dlq", "purge", "ghost", "--yes"]) == 0

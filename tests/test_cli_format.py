@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from relier._cli_format import (
+from relier.cli.format import (
     Progress,
     clip,
     duration,

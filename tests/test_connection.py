@@ -13,7 +13,7 @@ import redis
 import redis.exceptions
 
 from relier import RedisUnavailableError, load_settings
-from relier.connection import Connections, redact, translate_errors, translate_errors_async
+from relier.journal.connection import Connections, redact, translate_errors, translate_errors_async
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 import relier
-import relier.app
+import relier.hub
 from relier import (
     Call,
     CallOptions,
@@ -26,7 +26,7 @@ from relier import (
     UnknownTaskError,
     rl_task,
 )
-from relier.envelope import decode
+from relier.journal.envelope import decode
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
 
@@ -49,9 +49,9 @@ def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
             monkeypatch.delenv(name)
     monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
     monkeypatch.setenv("RELIER_MAX_PAYLOAD_BYTES", "4096")
-    relier.app.reset()
-    yield relier.app.current()
-    relier.app.reset()
+    relier.hub.reset()
+    yield relier.hub.current()
+    relier.hub.reset()
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_default_queue_setting_is_used(
     rl: Relier, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RELIER_DEFAULT_QUEUE", "low")
-    relier.app.reset()
+    relier.hub.reset()
     add.push(1)
     assert client.llen("low") == 1
     assert client.llen("celery") == 0

@@ -10,8 +10,9 @@ import pytest
 
 from relier import DeadTask, Reason, Relier, TaskNotFoundError, load_settings, rl_task
 from relier.clock import now_ms
-from relier.dispatch import Call, CallOptions, push
-from relier.dlq import (
+from relier.journal.envelope import decode
+from relier.journal.scripts import SCRIPT_NAMES, source
+from relier.ops.dlq import (
     DeadSummary,
     Purged,
     Released,
@@ -23,8 +24,7 @@ from relier.dlq import (
     read_history,
     release,
 )
-from relier.envelope import decode
-from relier.scripts import SCRIPT_NAMES, source
+from relier.tasks.dispatch import Call, CallOptions, push
 
 
 @rl_task(name="tests.dlq.job")
@@ -172,7 +172,7 @@ def test_find_dead_filters_newest_first(rl: Relier) -> None:
 
 
 def test_find_dead_pages_through_a_large_dlq(rl: Relier, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("relier.dlq._BATCH", 2)
+    monkeypatch.setattr("relier.ops.dlq._BATCH", 2)
     for n in range(5):
         kill(rl, pushed(rl, n, task_id=f"d{n}"), at=1_000 + n)
     assert [e.id for e in find_dead(rl, task="tests.dlq.job")] == [f"d{n}" for n in (4, 3, 2, 1, 0)]
@@ -182,7 +182,7 @@ def test_find_dead_pages_through_a_large_dlq(rl: Relier, monkeypatch: pytest.Mon
 def test_release_sends_dead_tasks_back_and_refuses_the_rest(
     rl: Relier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("relier.dlq._BATCH", 2)
+    monkeypatch.setattr("relier.ops.dlq._BATCH", 2)
     ids = [pushed(rl, n, task_id=f"d{n}") for n in range(3)]
     for task_id in ids:
         kill(rl, task_id, at=1_000)

@@ -51,11 +51,11 @@ from pydantic import SecretStr
 import relier
 from relier import RelierError, RelierSettings
 from relier import errors as errors_module
-from relier.cli import build_parser
+from relier.cli.main import build_parser
 from relier.config import ENV_PREFIX
-from relier.connection import translate_errors
-from relier.dlq import Reason
-from relier.envelope import dumps
+from relier.journal.connection import translate_errors
+from relier.journal.envelope import dumps
+from relier.journal.states import Reason
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

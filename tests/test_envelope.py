@@ -1,7 +1,7 @@
 """The versioned envelope: strict JSON in, a typed Envelope out, or a precise error.
 
 The helpers below build envelopes from the format as docs/architecture.md
-describes it (not from relier.envelope), so these tests pin the bytes.
+describes it (not from relier.journal.envelope), so these tests pin the bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from relier.envelope import FORMAT_VERSION, Envelope, decode, dumps, encode, encode_call
 from relier.errors import (
     BadSignatureError,
     InvalidEnvelopeError,
@@ -26,6 +25,7 @@ from relier.errors import (
     PayloadNotSerializableError,
     PayloadTooLargeError,
 )
+from relier.journal.envelope import FORMAT_VERSION, Envelope, decode, dumps, encode, encode_call
 
 LIMIT = 1_048_576
 KEY = b"k" * 32

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relier.envelope import FORMAT_VERSION, READABLE_VERSIONS, Envelope, decode, encode
 from relier.errors import BadSignatureError, InvalidEnvelopeError
+from relier.journal.envelope import FORMAT_VERSION, READABLE_VERSIONS, Envelope, decode, encode
 
 LIMIT = 10 * 1_048_576
 KEY = b"k" * 32

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from relier import Relier, rl_task
-from relier.dlq import get_dead
-from relier.executor import execute
-from relier.inspection import task_detail
+from relier.ops.dlq import get_dead
+from relier.ops.inspection import task_detail
+from relier.worker.executor import execute
 
 QUEUE = "executor"
 
@@ -61,7 +61,7 @@ def test_a_good_delivery_runs_and_commits(rl: Relier) -> None:
 def test_a_corrupt_journal_entry_is_refused_by_release_and_the_batch_goes_on(
     rl: Relier,
 ) -> None:
-    from relier.dlq import release
+    from relier.ops.dlq import release
 
     broken, healthy = add.push(1, 2), add.push(3, 4)
     rl.redis.hset(rl.keys.task(broken.id).job, "fence", "not-a-number")

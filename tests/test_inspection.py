@@ -9,8 +9,7 @@ import pytest
 
 from relier import Relier, TaskNotFoundError, load_settings, rl_task
 from relier.clock import now_ms
-from relier.dispatch import Call, CallOptions, push
-from relier.inspection import (
+from relier.ops.inspection import (
     InflightTask,
     QueueDepth,
     inflight,
@@ -18,7 +17,8 @@ from relier.inspection import (
     task_detail,
     workers,
 )
-from relier.leases import Lease
+from relier.tasks.dispatch import Call, CallOptions, push
+from relier.worker.leases import Lease
 
 
 @rl_task(name="tests.inspection.job")
@@ -131,7 +131,7 @@ def test_status_counts_everything(rl: Relier) -> None:
 
 
 def test_status_says_when_retrying_is_partial(rl: Relier, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("relier.inspection.RETRYING_SCAN_MAX", 2)
+    monkeypatch.setattr("relier.ops.inspection.RETRYING_SCAN_MAX", 2)
     for n in range(3):
         pushed(rl, n, countdown=600)
     st = status(rl)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.crc import key_slot
 
-from relier.keys import Keys
+from relier.journal.keys import Keys
 
 KOMBU_KEYS = ("unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "celery")
 

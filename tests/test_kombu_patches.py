@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from relier._kombu_patches import install_kombu_guard
+from relier.worker.kombu.guards import install_kombu_guard
 
 QUEUE = "guard-test"
 
@@ -78,7 +78,7 @@ def test_a_failed_restore_of_unacked_messages_tells_the_listener(
     """kombu cannot restore unacked messages once the broker connection is gone; the
     guard swallows that, and tells the worker's service (which hands its reserved tasks
     back: Celery drops their requests with the connection)."""
-    from relier import _kombu_patches
+    from relier.worker.kombu import guards as _kombu_patches
 
     calls: list[int] = []
     _kombu_patches.on_unacked_stranded(lambda: calls.append(1))

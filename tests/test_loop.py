@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from relier._loop import RunningCoroutine, run_coroutine
+from relier.worker.loop import RunningCoroutine, run_coroutine
 
 
 async def double(x: int) -> int:

@@ -9,7 +9,7 @@ import uuid
 import kombu
 import pytest
 
-from relier.message import TEMPLATE_TAIL, message_template, new_delivery_tag, random_uuid
+from relier.journal.message import TEMPLATE_TAIL, message_template, new_delivery_tag, random_uuid
 
 
 def complete(task_id: str, name: str, queue: str, tag: str) -> dict[str, object]:
@@ -59,8 +59,8 @@ def test_delivery_tags_are_unique() -> None:
 
 
 def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
-    from relier.keys import Keys
-    from relier.scripts import Scripts
+    from relier.journal.keys import Keys
+    from relier.journal.scripts import Scripts
 
     with kombu.Connection(redis_url) as conn:
         client = conn.default_channel.client
@@ -90,7 +90,7 @@ def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
 def test_the_cached_template_is_exactly_the_message_built_whole(
     task_id: str, name: str, queue: str
 ) -> None:
-    from relier.message import _build
+    from relier.journal.message import _build
 
     assert message_template(task_id, name, queue) == _build(task_id, name, queue)
 

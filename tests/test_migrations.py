@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from relier import ConfigurationError, rl_task
-from relier.app import registry
-from relier.envelope import Envelope
-from relier.migrations import Failure, check, upgrade
+from relier.journal.envelope import Envelope
+from relier.registry import registry
+from relier.tasks.validation import check_migrations as check
+from relier.worker.migrations import Failure, upgrade
 
 
 def to_v2(call: dict[str, Any]) -> dict[str, Any]:

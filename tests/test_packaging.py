@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHECK = """
 import sys
 import relier, relier_fastapi, relier_flask, relier_django
-from relier.scripts import lua_dir, load_all
+from relier.journal.scripts import lua_dir, load_all
 import redis
 from relier_fastapi import dashboard
 # The dashboard's files are package data of relier_fastapi.

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from relier import PreflightError, RedisUnavailableError
-from relier.preflight import MIN_VERSION, _version_tuple, check, require
+from relier.journal.preflight import MIN_VERSION, _version_tuple, check, require
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from relier import (
     TaskNotFoundError,
     rl_task,
 )
-from relier.dlq import get_dead
-from relier.executor import execute
+from relier.ops.dlq import get_dead
+from relier.worker.executor import execute
 
 
 @rl_task(name="redis_full.unit.add")

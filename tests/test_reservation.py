@@ -1,4 +1,4 @@
-"""Reserving a received task inside kombu's delivery transaction (relier._reservation),
+"""Reserving a received task inside kombu's delivery transaction (relier.worker.kombu.reservation),
 on a real Redis with kombu's real Redis channel: the record kombu keeps is what kombu
 itself writes, the task is RESERVED in the same transaction, and anything the wrapper
 cannot reserve is left to the task_received path."""
@@ -13,7 +13,7 @@ import pytest
 from kombu import Connection
 
 from relier import Relier, rl_task
-from relier import _reservation as reservation
+from relier.worker.kombu import reservation
 
 WORKER = "w@test#1-abcdef"
 

@@ -1,4 +1,4 @@
-"""take_back's blame for a dead worker (relier.resurrector), on a real Redis: a worker
+"""take_back's blame for a dead worker (relier.worker.resurrector), on a real Redis: a worker
 that dies running one task names that task (worker_sole, toward max_resurrections),
 unless it died while draining for shutdown, when the platform's kill at the end of the
 grace period is to blame (worker, toward the far larger max_worker_deaths)."""
@@ -10,7 +10,7 @@ import json
 import pytest
 
 from relier import Relier, rl_task
-from relier.resurrector import take_back
+from relier.worker.resurrector import take_back
 
 
 @rl_task(name="resurrector.unit.slow")

@@ -8,7 +8,7 @@ import pytest
 
 from relier.config import RelierSettings, load_settings
 from relier.errors import ConfigurationError
-from relier.retry import RetryPolicy
+from relier.tasks.retry import RetryPolicy
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from relier import Relier, load_settings, rl_task
 from relier.clock import now_ms
-from relier.dispatch import Call, CallOptions, push
-from relier.scheduler import promote_due
+from relier.tasks.dispatch import Call, CallOptions, push
+from relier.worker.scheduler import promote_due
 
 
 @rl_task(name="tests.scheduler.tick")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from relier.scripts import SCRIPT_NAMES, Claim, _claim_result, load_all, lua_dir, source
+from relier.journal.scripts import SCRIPT_NAMES, Claim, _claim_result, load_all, lua_dir, source
 
 
 def test_every_lua_file_is_registered() -> None:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from relier import Relier, load_settings
-from relier.keys import STATS_BUCKET_MS
-from relier.stats import EVENTS, WINDOW_BUCKETS, read_rates
+from relier.journal.keys import STATS_BUCKET_MS
+from relier.ops.stats import EVENTS, WINDOW_BUCKETS, read_rates
 
 
 @pytest.fixture

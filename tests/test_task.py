@@ -11,8 +11,8 @@ import pytest
 from celery import Celery
 
 from relier import BoundTask, CallOptions, ConfigurationError, RlTask, TaskContext, rl_task
-from relier.app import registry
-from relier.dispatch import Call
+from relier.registry import registry
+from relier.tasks.dispatch import Call
 
 
 @rl_task
@@ -219,7 +219,7 @@ REDEFINE = """
 import warnings
 from celery import Celery
 from relier import rl_task
-from relier.app import registry
+from relier.registry import registry
 
 warnings.simplefilter("error")
 app = Celery("redefined", set_as_current=False)
@@ -278,7 +278,7 @@ def test_max_concurrency_must_be_a_positive_int(bad: Any) -> None:
 
 
 def test_timeouts_are_kept_on_the_task_and_bound_celerys_time_limit() -> None:
-    from relier.timeouts import CELERY_TIME_LIMIT_MARGIN_S
+    from relier.registry import CELERY_TIME_LIMIT_MARGIN_S
 
     def hook(ctx: TaskContext) -> None: ...
 

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import relier
-import relier.app
+import relier.hub
 from relier import (
     AdmissionRejectedError,
     ConfigurationError,
@@ -33,8 +33,8 @@ from relier import (
     rl_task,
     telemetry,
 )
-from relier.executor import execute
-from relier.resurrector import take_back
+from relier.worker.executor import execute
+from relier.worker.resurrector import take_back
 from tests._otel import Otel, install, uninstall
 
 QUEUE = "tel-unit"
@@ -240,7 +240,7 @@ def test_a_call_for_a_newer_schema_is_dead_lettered_with_one_event(
     rl: Relier, otel: Otel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RELIER_SCHEMA_DEFER_MAX", "0.001")
-    relier.app.reset()
+    relier.hub.reset()
     with monkeypatch.context() as newer:
         # What a producer already running the next version's code pushes.
         newer.setattr(versioned, "schema_version", 2)
@@ -382,7 +382,7 @@ def test_prometheus_on_a_taken_port_is_a_configuration_error(otel: Otel) -> None
 
 
 def test_flush_before_exit_ends_the_open_spans(rl: Relier, otel: Otel) -> None:
-    from relier.scripts import Claim
+    from relier.journal.scripts import Claim
 
     claim = Claim(run=True, state="RUNNING", fence=7, attempt=1)
     attempt = telemetry.attempt_started("tel.unit.add", "t-1", "w", claim, None)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from relier.timeouts import EXIT_CODE, Verdict, Watchdog, thread_stack
+from relier.worker.timeouts import EXIT_CODE, Verdict, Watchdog, thread_stack
 
 
 class Calls:
@@ -192,7 +192,7 @@ def test_thread_stack_shows_the_frames_below_the_caller() -> None:
 
 REPLACE = """
 import logging, sys
-from relier import timeouts
+from relier.worker import timeouts
 logging.basicConfig(stream=sys.stderr)
 if sys.argv[1] == "child":
     timeouts.note_pool_child()

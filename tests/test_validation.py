@@ -1,4 +1,4 @@
-"""relier.validation: arguments and results checked and converted by the type hints."""
+"""relier.tasks.validation: arguments and results checked and converted by the type hints."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from relier import (
     TaskContext,
     rl_task,
 )
-from relier.envelope import decode
-from relier.validation import Validator
+from relier.journal.envelope import decode
+from relier.tasks.validation import Validator
 
 
 class Address(pydantic.BaseModel):

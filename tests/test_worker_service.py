@@ -14,9 +14,9 @@ import redis
 from kombu.asynchronous import Hub
 
 from relier import Relier, load_settings, rl_task
-from relier import worker as worker_module
 from relier.localredis import free_port
-from relier.worker import WorkerService
+from relier.worker import bootstep as worker_module
+from relier.worker.bootstep import WorkerService
 
 WORKER = "w@test#1-5e7v1c"
 

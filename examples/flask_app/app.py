@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, request
 from relier import ResultTimeoutError, TaskFailedError, TaskNotFoundError
-from relier.admission import admit, parse_rate
+from relier.tasks.admission import admit, parse_rate
 from relier_flask import Relier, relier_of
 
 import tasks

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from relier import rl_task
-
-
 @rl_task
 async def send_welcome(email: str) -> str:
     """An async task: it runs on the worker process's persistent event loop

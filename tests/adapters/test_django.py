@@ -28,8 +28,8 @@ from django.core.management.base import CommandError
 from django.test import Client, override_settings
 
 import relier
-import relier.app
-from relier import inspection
+import relier.hub
+from relier.ops import inspection
 from relier.testing import RedisServer
 from relier_django import relier_of, settings_from_django
 from relier_django.checks import check_middleware
@@ -51,7 +51,7 @@ def project(redis_server: RedisServer) -> Iterator[None]:
         django.setup()
         call_command("migrate", verbosity=0)
     yield
-    relier.app.reset()
+    relier.hub.reset()
 
 
 @pytest.fixture

@@ -25,12 +25,11 @@ from relier import (
     ConfigurationError,
     RedisUnavailableError,
     Relier,
-    inspection,
     load_settings,
     rl_task,
-    stats,
 )
-from relier import dlq as core_dlq
+from relier.ops import dlq as core_dlq
+from relier.ops import inspection, stats
 from relier_fastapi import (
     AdmissionMiddleware,
     Dispatcher,
@@ -173,7 +172,7 @@ def test_lifespan_can_be_the_app_lifespan_itself(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
-    from relier.app import reset
+    from relier.hub import reset
 
     reset()
     try:

@@ -22,13 +22,12 @@ from relier import (
     AdmissionRejectedError,
     ConfigurationError,
     TaskNotFoundError,
-    inspection,
     load_settings,
     rl_task,
-    stats,
 )
-from relier import dlq as core_dlq
-from relier.app import reset
+from relier.hub import reset
+from relier.ops import dlq as core_dlq
+from relier.ops import inspection, stats
 from relier_flask import AdminToken, Relier, relier_of
 from relier_flask.admission import retry_after_seconds
 from tests.adapters._dlq import dead_letter

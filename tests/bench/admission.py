@@ -11,7 +11,7 @@ one Redis client, the cases interleaved (see :func:`._harness.time_calls`):
 * **push, rejected**: ``bench.rate_reject`` (``rate_limit="1/h"``) after its one
   admitted call: each push is refused by the GCRA, one ``EVALSHA`` that writes
   nothing, and raises ``AdmissionRejectedError``. This is the admission decision.
-* **dispatch.lua alone, rejected**: the same decision through ``relier.scripts``
+* **dispatch.lua alone, rejected**: the same decision through ``relier.journal.scripts``
   with the arguments prepared once: the push minus its Python work (envelope, ids,
   the exception).
 * **push, admitted**: ``bench.rate_admit`` (``rate_limit="100000/s"``, never
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relier import AdmissionRejectedError, Relier, load_settings
-from relier.dispatch import Call, _prepare
+from relier.tasks.dispatch import Call, _prepare
 
 from . import relier_app
 from ._harness import (

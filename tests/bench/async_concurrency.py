@@ -1,7 +1,7 @@
 """Async concurrency: many tasks that each ``await asyncio.sleep(1)`` on one worker process.
 
 Relier runs an async task's coroutine on the worker process's one persistent event
-loop (:mod:`relier._loop`); the Celery pool thread that took the delivery claims the
+loop (:mod:`relier.worker.loop`); the Celery pool thread that took the delivery claims the
 task, hands the coroutine to that loop and waits for its outcome. So the number of
 coroutines in flight in one process is the number of pool threads: one worker
 ``--pool threads --concurrency N`` (one process, N threads, prefetch N) runs up to N

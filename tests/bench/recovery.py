@@ -46,7 +46,7 @@ from typing import Any
 from celery import Celery
 
 from relier import Relier, load_settings
-from relier.dlq import read_history
+from relier.ops.dlq import read_history
 
 from . import plain_app, relier_app
 from ._harness import (

@@ -17,7 +17,7 @@ import redis.exceptions
 
 import relier
 from relier import TaskContext, rl_task
-from relier.worker import current_worker_id
+from relier.worker.identity import current_worker_id
 
 EXEC_KEY = "chaos:exec:"
 

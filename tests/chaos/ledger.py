@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relier import Relier
-from relier._chaos_ledger import summary as stats
+from relier.chaos.ledger import summary as stats
 from tests.chaos.apps import EXEC_KEY
 
 __all__ = ["Ledger", "count_events", "events", "restarts", "stats", "wait_until"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from relier.leases import list_workers
+from relier.ops.workers import list_workers
 from relier.testing import WorkerFactory
 from tests.chaos import apps
 from tests.chaos.conftest import APP, Report

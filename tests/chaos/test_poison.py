@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from relier.dlq import get_dead, list_dead
+from relier.ops.dlq import get_dead, list_dead
 from relier.testing import WorkerFactory
 from tests.chaos import apps
 from tests.chaos.conftest import APP, Report

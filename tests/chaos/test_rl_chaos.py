@@ -309,10 +309,10 @@ def test_redis_restart_all_and_an_opted_out_worker(own_redis: LocalRedis, tmp_pa
     try:
         # A worker without RELIER_CHAOS: rl chaos refuses, and even a pill delivered to it
         # (it imports the probes and consumes their queue) does not end its process.
-        plain = factory(APP, "-I", "relier.chaos_probes", "-Q", "celery,relier-chaos")
+        plain = factory(APP, "-I", "relier.chaos.probes", "-Q", "celery,relier-chaos")
         proc = rl_chaos(factory.env, "poison-pill")
         assert proc.returncode == 2 and "RELIER_CHAOS=1" in proc.stdout, proc.stdout
-        from relier import chaos_probes
+        from relier.chaos import probes as chaos_probes
 
         hub = Relier(load_settings(redis_url=url))
         chaos_probes.crash.relier = hub

@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass
 
 from relier.clock import now_ms
-from relier.leases import list_workers
+from relier.ops.workers import list_workers
 from relier.testing import WorkerFactory, WorkerProcess
 from tests.chaos import apps
 from tests.chaos.conftest import APP, Report

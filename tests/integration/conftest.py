@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 import relier
-from relier.app import reset
+from relier.hub import reset
 
 
 @pytest.fixture

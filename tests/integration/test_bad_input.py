@@ -13,8 +13,8 @@ from celery import Celery
 
 from relier import PayloadValidationError, Relier, TaskFailedError, TaskHandle, rl_task
 from relier.clock import now_ms
-from relier.envelope import Envelope, encode
-from relier.message import message_template, new_delivery_tag
+from relier.journal.envelope import Envelope, encode
+from relier.journal.message import message_template, new_delivery_tag
 from relier.testing import CliRunner, RedisServer, WorkerFactory
 from tests.integration.apps import basic
 
@@ -158,6 +158,6 @@ def test_worker_with_unreachable_redis_exits_with_a_clear_error(
 
 
 def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
-    from relier.dlq import read_history
+    from relier.ops.dlq import read_history
 
     return read_history(rl, task_id)

@@ -27,10 +27,10 @@ from celery import Celery
 
 import relier
 from relier import Relier, TaskFailedError, TaskHandle
-from relier.app import reset
 from relier.clock import now_ms
-from relier.dlq import read_history
-from relier.message import TEMPLATE_TAIL, message_template, new_delivery_tag
+from relier.hub import reset
+from relier.journal.message import TEMPLATE_TAIL, message_template, new_delivery_tag
+from relier.ops.dlq import read_history
 from relier.testing import WorkerFactory, WorkerProcess
 from tests.integration.apps import basic
 

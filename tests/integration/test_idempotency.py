@@ -105,7 +105,7 @@ def test_after_the_dlq_the_key_is_released_and_a_new_push_runs(
     assert again.id == first.id and again.created
     assert again.result(timeout=20) == "ok"
     assert runs(rl, "flaky_idem:k1") == 2
-    from relier.dlq import list_dead, read_history
+    from relier.ops.dlq import list_dead, read_history
 
     assert first.id not in list_dead(rl)
     events = [e["e"] for e in read_history(rl, first.id)]

@@ -52,7 +52,7 @@ def test_running_tasks_in_unacked_are_left_alone(rl_worker: WorkerFactory, rl: R
 
 
 def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
-    from relier.dlq import read_history
+    from relier.ops.dlq import read_history
 
     return read_history(rl, task_id)
 

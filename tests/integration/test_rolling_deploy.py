@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from relier import Relier, TaskFailedError, TaskHandle
-from relier.dlq import dlq_size, get_dead, read_history
+from relier.ops.dlq import dlq_size, get_dead, read_history
 from relier.testing import WorkerFactory
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from relier import Relier, TaskFailedError, telemetry
-from relier.dlq import read_history
+from relier.ops.dlq import read_history
 from relier.testing import WorkerFactory
 from tests._otel import Otel, install, uninstall
 from tests.integration.apps import telemetry as apps

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from relier import Relier, TaskFailedError
-from relier.children import process_alive
-from relier.dlq import Reason, get_dead, read_history
+from relier import Reason, Relier, TaskFailedError
+from relier.ops.dlq import get_dead, read_history
 from relier.testing import WorkerFactory, WorkerProcess
-from relier.timeouts import EXIT_CODE
+from relier.worker.children import process_alive
+from relier.worker.timeouts import EXIT_CODE
 from tests.integration.apps import timeouts as apps
 
 APP = "tests.integration.apps.timeouts"

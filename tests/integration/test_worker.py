@@ -9,7 +9,7 @@ import time
 import pytest
 
 from relier import Relier, TaskFailedError
-from relier.message import new_delivery_tag
+from relier.journal.message import new_delivery_tag
 from relier.testing import WorkerFactory
 from tests.integration.apps import basic
 
@@ -56,7 +56,8 @@ def test_retries_then_success(rl_worker: WorkerFactory, rl: Relier) -> None:
 def test_exhausted_retries_go_to_the_dlq_with_payload_reason_traceback_history(
     rl_worker: WorkerFactory, rl: Relier
 ) -> None:
-    from relier.dlq import Reason, get_dead, list_dead
+    from relier import Reason
+    from relier.ops.dlq import get_dead, list_dead
 
     rl_worker(APP)
     handle = basic.afail.push("afail")
@@ -127,7 +128,7 @@ def test_unserialisable_result_goes_to_the_dlq(rl_worker: WorkerFactory, rl: Rel
 
 
 def _history(r: Relier, task_id: str) -> list[dict[str, object]]:
-    from relier.dlq import read_history
+    from relier.ops.dlq import read_history
 
     return read_history(r, task_id)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from relier.scripts import Scripts
+from relier.journal.scripts import Scripts
 from tests.lua.journal import HMAX, KEYS
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 
-from relier.envelope import Envelope, encode
-from relier.keys import Keys
-from relier.message import message_template
-from relier.scripts import Scripts
+from relier.journal.envelope import Envelope, encode
+from relier.journal.keys import Keys
+from relier.journal.message import message_template
+from relier.journal.scripts import Scripts
 
 HMAX = 10
 NAME = "tests.lua.task"

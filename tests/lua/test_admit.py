@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from relier import AdmissionRejectedError, ConfigurationError, Relier, load_settings
-from relier.admission import aadmit, admit
-from relier.scripts import Scripts
+from relier.journal.scripts import Scripts
+from relier.tasks.admission import aadmit, admit
 from tests.lua.journal import KEYS
 
 

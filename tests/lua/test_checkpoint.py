@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from relier.context import TaskContext
-from relier.envelope import dumps
 from relier.errors import StaleFenceError
-from relier.scripts import Scripts
+from relier.journal.envelope import dumps
+from relier.journal.scripts import Scripts
 from tests.lua.journal import KEYS, NAME, history, pending
 
 

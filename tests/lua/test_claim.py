@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from relier.scripts import Scripts
+from relier.journal.scripts import Scripts
 from tests.lua.journal import KEYS, history, pending
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from relier.scripts import Scripts, load_all
+from relier.journal.scripts import Scripts, load_all
 from tests.lua.journal import KEYS, history, pending
 
 

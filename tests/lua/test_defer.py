@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from relier.scripts import Scripts
+from relier.journal.scripts import Scripts
 from tests.lua.journal import KEYS, history, pending, queued_tags, running
 
 DELAYS = (1_000, 4_000)

@@ -8,10 +8,10 @@ from typing import Any
 
 import redis
 
-from relier.envelope import Envelope, decode, encode
-from relier.keys import Keys
-from relier.message import message_template
-from relier.scripts import Scripts, load_all
+from relier.journal.envelope import Envelope, decode, encode
+from relier.journal.keys import Keys
+from relier.journal.message import message_template
+from relier.journal.scripts import Scripts, load_all
 from tests.lua.journal import HMAX, KEYS, history
 
 NAME = "tests.lua.dispatch_task"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from relier.scripts import Outcome, Scripts
+from relier.journal.scripts import Outcome, Scripts
 from tests.lua.journal import KEYS, running
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from relier.keys import STATS_TTL_S
-from relier.scripts import Outcome, Scripts
+from relier.journal.keys import STATS_TTL_S
+from relier.journal.scripts import Outcome, Scripts
 from tests.lua.journal import KEYS, history, pending, queued_tags, running
 
 

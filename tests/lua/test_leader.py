@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from relier.scripts import Scripts
+from relier.journal.scripts import Scripts
 from tests.lua.journal import KEYS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from relier.scripts import Claim, Scripts
+from relier.journal.scripts import Claim, Scripts
 from tests.lua.journal import KEYS, NAME, history, pending, queued_tags
 
 SEM = KEYS.semaphore(NAME)

@@ -10,9 +10,9 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
-from relier.envelope import Envelope, encode
-from relier.message import message_template
-from relier.scripts import SCRIPT_NAMES, AsyncScripts, Scripts, load_all
+from relier.journal.envelope import Envelope, encode
+from relier.journal.message import message_template
+from relier.journal.scripts import SCRIPT_NAMES, AsyncScripts, Scripts, load_all
 from tests.lua.journal import HMAX, KEYS, NAME
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from relier.scripts import Scripts
+from relier.journal.scripts import Scripts
 from tests.lua.journal import HMAX, KEYS, NAME, history, pending, queued_tags
 
 

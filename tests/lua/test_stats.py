@@ -1,11 +1,11 @@
-"""The event counters every transition script keeps for ``rl status`` (relier.stats)."""
+"""The event counters every transition script keeps for ``rl status`` (relier.ops.stats)."""
 
 from __future__ import annotations
 
 import redis
 
-from relier.keys import STATS_TTL_S
-from relier.scripts import Scripts
+from relier.journal.keys import STATS_TTL_S
+from relier.journal.scripts import Scripts
 from tests.lua.journal import KEYS, pending, running
 
 

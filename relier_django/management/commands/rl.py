@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError
 
-from relier.cli import main
+from relier.cli.main import main
 
 __all__ = ["Command"]
 

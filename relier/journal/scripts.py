@@ -1,0 +1,630 @@
+"""The only place Lua is loaded and called.
+
+Each ``lua/<name>.lua`` file is one atomic transition of the journal. They
+are registered with redis-py's ``register_script`` (SHA cached, reloaded on
+``NOSCRIPT`` after a Redis restart or ``SCRIPT FLUSH``) and wrapped in typed
+methods, so callers never build KEYS/ARGV lists. The sync and async wrappers
+share the argument builders below, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from relier.journal.keys import STATS_TTL_S, Keys
+from relier.journal.states import text
+
+__all__ = [
+    "SCRIPT_NAMES",
+    "AsyncScripts",
+    "Claim",
+    "Outcome",
+    "Scripts",
+    "load_all",
+    "lua_dir",
+    "outcome",
+    "source",
+]
+
+SCRIPT_NAMES = (
+    "admit",
+    "checkpoint",
+    "claim",
+    "complete",
+    "dead_letter",
+    "defer",
+    "dispatch",
+    "dlq_purge",
+    "dlq_release",
+    "fail",
+    "leader",
+    "lock_acquire",
+    "lock_release",
+    "release",
+    "republish",
+    "requeue",
+    "reserve",
+    "resurrect",
+    "soft_timeout",
+)
+
+
+def lua_dir() -> Path:
+    """The folder holding the ``.lua`` files.
+
+    In an installed wheel they ship as ``relier/lua``; in a source checkout
+    they sit in the repository's top-level ``lua/`` folder.
+    """
+    packaged = Path(str(resources.files("relier"))) / "lua"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "lua"
+
+
+@functools.cache
+def source(name: str) -> str:
+    """The Lua source of script ``name``."""
+    return (lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def load_all(client: redis.Redis) -> dict[str, str]:
+    """``SCRIPT LOAD`` every script into ``client``; returns name -> SHA1."""
+    return {name: str(client.script_load(source(name))) for name in SCRIPT_NAMES}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What ``claim`` returns: run the attempt, or drop the delivery."""
+
+    run: bool
+    state: str
+    fence: int = 0
+    attempt: int = 0
+    envelope: bytes = b""
+    progress: bytes | None = None
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a DLQ script did to one task: ``done``, and the state (or the
+    new fence, for a release) that explains it."""
+
+    done: bool
+    detail: str
+
+
+def outcome(raw: list[Any]) -> Outcome:
+    """The :class:`Outcome` of a ``dlq_release`` or ``dlq_purge`` reply."""
+    return Outcome(done=bool(int(raw[0])), detail=text(raw[1]))
+
+
+def _claim_result(raw: list[Any]) -> Claim:
+    if text(raw[0]) == "run":
+        return Claim(
+            run=True,
+            state="RUNNING",
+            fence=int(raw[1]),
+            attempt=int(raw[2]),
+            envelope=raw[3],
+            progress=raw[4] or None,
+            failures=int(raw[5]) if len(raw) > 5 else 0,
+        )
+    return Claim(run=False, state=text(raw[1]))
+
+
+class _Args:
+    """KEYS/ARGV builders, one per script; shared by sync and async wrappers."""
+
+    def __init__(self, keys: Keys, history_max: int) -> None:
+        self.keys = keys
+        self.hmax = history_max
+
+    def admit(self, bucket: str, interval_ms: float, burst: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.rate(bucket)], [interval_ms, burst]
+
+    def dispatch(
+        self,
+        task_id: str,
+        task_name: str,
+        queue: str,
+        envelope: bytes,
+        message_template: str,
+        delivery_tag: str,
+        now: int,
+        due: int,
+        fingerprint: str = "",
+        rate_bucket: str = "",
+        interval_ms: float = 0.0,
+        burst: int = 1,
+        max_depth: int = 0,
+        depth_retry_ms: int = 1000,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule, self.keys.dlq, tk.done,
+             self.keys.rate(rate_bucket or task_name), self.keys.stats(now), self.keys.queues],
+            [task_id, task_name, queue, envelope, message_template, delivery_tag, now, due,
+             self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms, STATS_TTL_S],
+        )  # fmt: skip
+
+    def dispatch_batch(self, items: Sequence[Sequence[Any]]) -> tuple[list[str], list[Any]]:
+        # dispatch.lua takes one task's KEYS and ARGV after another.
+        keys: list[str] = []
+        argv: list[Any] = []
+        for item in items:
+            k, a = self.dispatch(*item)
+            keys += k
+            argv += a
+        return keys, argv
+
+    def claim(
+        self,
+        task_id: str,
+        owner: str,
+        now: int,
+        pid: int,
+        token: str,
+        task_name: str = "",
+        max_concurrency: int = 0,
+        recheck_ms: int = 1000,
+    ) -> tuple[list[str], list[Any]]:
+        tk, k = self.keys.task(task_id), self.keys
+        return (
+            [tk.job, tk.hist, k.owned(owner), k.draining(owner), k.semaphore(task_name),
+             k.semaphore_wait(task_name), k.schedule],
+            [task_id, owner, pid, now, self.hmax, token, max_concurrency, recheck_ms,
+             k.job_prefix],
+        )  # fmt: skip
+
+    def release(self, task_id: str, task_name: str, fence: int) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        return (
+            [k.semaphore(task_name), k.semaphore_wait(task_name), k.schedule],
+            [task_id, fence, k.job_prefix],
+        )
+
+    def reserve(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist, self.keys.owned(owner)], [task_id, owner, now, self.hmax]
+
+    def complete(
+        self, task_id: str, fence: int, result: bytes, now: int, ttl: int, owner: str
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.owned(owner), self.keys.stats(now)],
+            [fence, result, now, ttl, self.hmax, task_id, STATS_TTL_S],
+        )
+
+    def fail(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        retry_due: int,
+        reason: str,
+        error: str,
+        traceback: str,
+        owner: str,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner),
+             self.keys.stats(now)],
+            [task_id, fence, now, retry_due, reason, error, traceback, self.hmax, STATS_TTL_S],
+        )  # fmt: skip
+
+    def dead_letter(
+        self, task_id: str, now: int, reason: str, error: str, fence: int | None, owner: str
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner),
+             self.keys.stats(now)],
+            [task_id, now, reason, error, self.hmax, "" if fence is None else fence, STATS_TTL_S],
+        )  # fmt: skip
+
+    def defer(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        owner: str,
+        delays_ms: tuple[int, int],
+        max_defer_ms: int,
+        versions: tuple[int, int],
+        error: str,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, tk.done, self.keys.schedule, self.keys.dlq, self.keys.owned(owner),
+             self.keys.stats(now)],
+            [task_id, fence, now, delays_ms[0], delays_ms[1], max_defer_ms, versions[0],
+             versions[1], error, self.hmax, STATS_TTL_S],
+        )  # fmt: skip
+
+    def resurrect(
+        self,
+        task_id: str,
+        owner: str,
+        queue: str,
+        now: int,
+        delivery_tag: str,
+        kind: str,
+        max_resurrections: int,
+        worker_death_limit: int,
+        pid: int | None,
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.owned(owner), self.keys.queue(queue), self.keys.dlq,
+             tk.done, self.keys.stats(now)],
+            [task_id, owner, now, delivery_tag, kind, max_resurrections, worker_death_limit,
+             self.hmax, "" if pid is None else pid, STATS_TTL_S],
+        )  # fmt: skip
+
+    def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.leader], [candidate, ttl_ms]
+
+    def dlq_release(
+        self, task_id: str, queue: str, now: int, delivery_tag: str
+    ) -> tuple[list[str], list[Any]]:
+        tk, k = self.keys.task(task_id), self.keys
+        return (
+            [tk.job, tk.hist, tk.done, k.dlq, k.queue(queue), k.stats(now)],
+            [task_id, now, delivery_tag, self.hmax, queue, STATS_TTL_S],
+        )
+
+    def dlq_purge(self, task_id: str) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist, tk.done, self.keys.dlq], [task_id]
+
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.lock(key), self.keys.lock_fence(key)], [token, ttl_ms]
+
+    def lock_release(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
+        return [self.keys.lock(key)], [token, ttl_ms]
+
+    def republish(
+        self, task_id: str, queue: str, now: int, delivery_tag: str
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule],
+            [now, delivery_tag, self.hmax, task_id],
+        )
+
+    def requeue(
+        self, task_id: str, queue: str, now: int, delivery_tag: str
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return (
+            [tk.job, tk.hist, self.keys.schedule, self.keys.queue(queue)],
+            [task_id, now, delivery_tag, self.hmax],
+        )
+
+    def checkpoint(
+        self, task_id: str, fence: int, progress: bytes, now: int
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist], [fence, progress, now, self.hmax]
+
+    def soft_timeout(
+        self, task_id: str, fence: int, now: int, seconds: float
+    ) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(task_id)
+        return [tk.job, tk.hist], [fence, now, seconds, self.hmax]
+
+
+class Scripts:
+    """Typed, synchronous calls of every transition on one client (or pipeline)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, history_max: int) -> None:
+        self.client = client
+        self.args = _Args(keys, history_max)
+        self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+        self._local = threading.local()
+        self._dedicated: list[Any] = []  # every thread's connection, closed by close()
+
+    def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
+        keys, argv = built
+        return self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    def _direct(self, name: str, built: tuple[list[str], list[Any]]) -> Any:
+        """:meth:`_call` on this thread's own connection, outside the client's pool.
+
+        For the calls every task makes in a worker (``claim``, ``complete``):
+        redis-py's per-command machinery (pool check-out and check-in, the
+        stale-data check, argument inspection, retry wrapper) costs more CPU
+        than packing and parsing the command. A connection failure raises
+        (redis-py's connection closes itself on it) and the caller's retry
+        reconnects the same connection object.
+        """
+        keys, argv = built
+        conn = self._local.__dict__.get("conn")
+        if conn is None or self._local.pid != os.getpid():
+            pool = self.client.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            self._local.conn, self._local.pid = conn, os.getpid()
+            self._dedicated.append(conn)
+        script = self._scripts[name]
+
+        def evalsha() -> Any:
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *argv)
+            return conn.read_response()
+
+        try:
+            return evalsha()
+        except redis.exceptions.NoScriptError:
+            # Redis restarted or its scripts were flushed: load, then once more.
+            conn.send_command("SCRIPT", "LOAD", script.script)
+            conn.read_response()
+            return evalsha()
+
+    def close(self) -> None:
+        """Close the threads' own connections (see :meth:`_direct`)."""
+        dedicated, self._dedicated = self._dedicated, []
+        for conn in dedicated:
+            conn.disconnect()
+
+    def sha(self, name: str) -> str:
+        """Script ``name``'s SHA1, for an ``EVALSHA`` queued on a pipeline Relier
+        does not own (which then gets ``NOSCRIPT`` if Redis has not loaded it)."""
+        return str(self._scripts[name].sha)
+
+    def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
+        """Take one call from the rate limit ``bucket`` (``admit.lua``): 0 when
+        admitted, else the milliseconds until the same call would be."""
+        raw = self._call("admit", self.args.admit(bucket, interval_ms, burst))
+        return 0 if int(raw[0]) else int(raw[1])
+
+    def dispatch(self, *a: Any) -> tuple[bool, str]:
+        """Journal and publish one task; ``(created, state)`` (state ``CONFLICT``
+        for an idempotency key reused with other arguments)."""
+        raw = self._call("dispatch", self.args.dispatch(*a))
+        return bool(int(raw[0])), text(raw[1])
+
+    def dispatch_raw(self, *a: Any) -> list[Any]:
+        """Journal and publish one task; the script's whole reply (see dispatch.lua)."""
+        return list(self._call("dispatch", self.args.dispatch(*a)))
+
+    def dispatch_in(self, pipe: Any, *a: Any) -> None:
+        """Queue a dispatch on a pipeline (the caller executes it)."""
+        self._call("dispatch", self.args.dispatch(*a), pipe)
+
+    def dispatch_many_in(self, pipe: Any, items: Sequence[Sequence[Any]]) -> None:
+        """Queue one dispatch.lua call for all of ``items`` (each the arguments of
+        :meth:`dispatch`) on a pipeline; its reply is the list of their replies,
+        or the one reply for a single item."""
+        self._call("dispatch", self.args.dispatch_batch(items), pipe)
+
+    def claim(
+        self,
+        task_id: str,
+        owner: str,
+        now: int,
+        pid: int = 0,
+        token: str = "",
+        task_name: str = "",
+        max_concurrency: int = 0,
+        recheck_ms: int = 1000,
+    ) -> Claim:
+        """Start an attempt on worker ``owner`` (its incarnation id), or drop.
+
+        ``token`` identifies this delivery: repeating the call with it (after
+        a lost reply) returns the same attempt. With ``max_concurrency`` > 0,
+        a task whose slots (shared by every task named ``task_name``) are all
+        held is dropped with state ``WAITING`` and re-checked after
+        ``recheck_ms`` (doubling up to 8x) or when a holder releases.
+        """
+        built = self.args.claim(
+            task_id, owner, now, pid, token, task_name, max_concurrency, recheck_ms
+        )
+        return _claim_result(self._direct("claim", built))
+
+    def release(self, task_id: str, task_name: str, fence: int) -> tuple[str, str] | None:
+        """Free the max_concurrency slot held under ``fence``; the oldest live
+        waiter as ``(id, queue)``, for the caller to re-publish, or None."""
+        raw = self._call("release", self.args.release(task_id, task_name, fence))
+        return (text(raw[0]), text(raw[1])) if raw else None
+
+    def reserve(self, task_id: str, owner: str, now: int) -> str:
+        """Mark a received, not yet started task as owned by ``owner``; the new state."""
+        return text(self._call("reserve", self.args.reserve(task_id, owner, now)))
+
+    def complete(
+        self, task_id: str, fence: int, result: bytes, now: int, ttl: int, owner: str = ""
+    ) -> bool:
+        """Commit a success under ``fence``; False when the fence is stale."""
+        built = self.args.complete(task_id, fence, result, now, ttl, owner)
+        return bool(self._direct("complete", built))
+
+    def fail(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        retry_due: int,
+        reason: str,
+        error: str,
+        traceback: str,
+        owner: str = "",
+    ) -> int:
+        """Record a failed attempt: 1 retry scheduled, 2 dead-lettered, 0 stale fence."""
+        built = self.args.fail(task_id, fence, now, retry_due, reason, error, traceback, owner)
+        return int(self._call("fail", built))
+
+    def dead_letter(
+        self,
+        task_id: str,
+        now: int,
+        reason: str,
+        error: str,
+        fence: int | None = None,
+        owner: str = "",
+    ) -> bool:
+        """Move a task that cannot run to the DLQ; False when its state forbids it."""
+        built = self.args.dead_letter(task_id, now, reason, error, fence, owner)
+        return bool(int(self._call("dead_letter", built)[0]))
+
+    def defer(
+        self,
+        task_id: str,
+        fence: int,
+        now: int,
+        owner: str,
+        delays_ms: tuple[int, int],
+        max_defer_ms: int,
+        versions: tuple[int, int],
+        error: str,
+    ) -> tuple[int, int]:
+        """Hand back the attempt under ``fence`` of a call made for a newer schema.
+
+        The task goes back to PENDING, re-scheduled after the first of
+        ``delays_ms`` (doubling per deferral up to the second), without using
+        up a retry; ``max_defer_ms`` after the first of an unbroken run of
+        deferrals it is dead-lettered (``schema_too_new``) with ``error``
+        instead. ``versions`` is (the call's schema_version, the worker's).
+        Returns ``(1, due)`` deferred, ``(2, 0)`` dead-lettered, ``(0, 0)``
+        refused (stale fence).
+        """
+        built = self.args.defer(
+            task_id, fence, now, owner, delays_ms, max_defer_ms, versions, error
+        )
+        raw = self._call("defer", built)
+        return int(raw[0]), int(raw[1])
+
+    def resurrect(
+        self,
+        task_id: str,
+        owner: str,
+        queue: str,
+        now: int,
+        delivery_tag: str,
+        kind: str,
+        max_resurrections: int,
+        worker_death_limit: int,
+        client: Any = None,
+        pid: int | None = None,
+    ) -> Any:
+        """Put a task ``owner`` holds back in its queue (or in the DLQ as a poison pill).
+
+        Returns ``[outcome, detail]`` with outcome ``requeued``, ``dead`` or
+        ``skipped`` (the raw reply when queued on a pipeline).
+        """
+        built = self.args.resurrect(
+            task_id,
+            owner,
+            queue,
+            now,
+            delivery_tag,
+            kind,
+            max_resurrections,
+            worker_death_limit,
+            pid,
+        )
+        raw = self._call("resurrect", built, client)
+        return raw if client is not None else [text(raw[0]), text(raw[1])]
+
+    def republish(
+        self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
+    ) -> Any:
+        """Publish again a PENDING, unowned task whose message went astray."""
+        return self._call(
+            "republish", self.args.republish(task_id, queue, now, delivery_tag), client
+        )
+
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        """Take lock ``key``: its fence (> 0), or minus the ms until the holder's expires."""
+        return int(self._call("lock_acquire", self.args.lock_acquire(key, token, ttl_ms)))
+
+    def lock_release(self, key: str, token: str, ttl_ms: int = 0) -> bool:
+        """Release (``ttl_ms`` 0) or extend lock ``key``; False when no longer held."""
+        return bool(self._call("lock_release", self.args.lock_release(key, token, ttl_ms)))
+
+    def leader(self, candidate: str, ttl_ms: int) -> bool:
+        """Take or keep the resurrector lock; True when ``candidate`` holds it."""
+        return bool(self._call("leader", self.args.leader(candidate, ttl_ms)))
+
+    def dlq_release(
+        self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
+    ) -> Any:
+        """Publish a DEAD task again as a fresh run on ``queue`` (the queue its
+        journal names); an :class:`Outcome` whose detail is the new fence, or
+        the state that refused it (the raw reply when queued on a pipeline)."""
+        built = self.args.dlq_release(task_id, queue, now, delivery_tag)
+        raw = self._call("dlq_release", built, client)
+        return raw if client is not None else outcome(raw)
+
+    def dlq_purge(self, task_id: str, client: Any = None) -> Any:
+        """Delete a DEAD task's journal and DLQ entry; an :class:`Outcome` (the
+        raw reply when queued on a pipeline)."""
+        raw = self._call("dlq_purge", self.args.dlq_purge(task_id), client)
+        return raw if client is not None else outcome(raw)
+
+    def requeue(
+        self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
+    ) -> Any:
+        return self._call("requeue", self.args.requeue(task_id, queue, now, delivery_tag), client)
+
+    def checkpoint(self, task_id: str, fence: int, progress: bytes, now: int) -> bool:
+        return bool(self._call("checkpoint", self.args.checkpoint(task_id, fence, progress, now)))
+
+    def soft_timeout(self, task_id: str, fence: int, now: int, seconds: float) -> bool:
+        """Note that the attempt under ``fence`` passed its soft timeout of
+        ``seconds``; False when it no longer holds the task."""
+        built = self.args.soft_timeout(task_id, fence, now, seconds)
+        return bool(self._call("soft_timeout", built))
+
+
+class AsyncScripts:
+    """The asyncio twins of :class:`Scripts` that producers need."""
+
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys, history_max: int) -> None:
+        self.client = client
+        self.args = _Args(keys, history_max)
+        self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+
+    async def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
+        keys, argv = built
+        return await self._scripts[name](keys=keys, args=argv, client=client or self.client)
+
+    async def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
+        """Async :meth:`Scripts.admit`."""
+        raw = await self._call("admit", self.args.admit(bucket, interval_ms, burst))
+        return 0 if int(raw[0]) else int(raw[1])
+
+    async def dispatch(self, *a: Any) -> tuple[bool, str]:
+        raw = await self._call("dispatch", self.args.dispatch(*a))
+        return bool(int(raw[0])), text(raw[1])
+
+    async def dispatch_raw(self, *a: Any) -> list[Any]:
+        """Async :meth:`Scripts.dispatch_raw`."""
+        return list(await self._call("dispatch", self.args.dispatch(*a)))
+
+    async def dispatch_in(self, pipe: Any, *a: Any) -> None:
+        """Queue a dispatch on an async pipeline (the caller executes it)."""
+        await self._call("dispatch", self.args.dispatch(*a), pipe)
+
+    async def dispatch_many_in(self, pipe: Any, items: Sequence[Sequence[Any]]) -> None:
+        """Async :meth:`Scripts.dispatch_many_in`."""
+        await self._call("dispatch", self.args.dispatch_batch(items), pipe)
+
+    async def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        """Async :meth:`Scripts.lock_acquire`."""
+        return int(await self._call("lock_acquire", self.args.lock_acquire(key, token, ttl_ms)))
+
+    async def lock_release(self, key: str, token: str, ttl_ms: int = 0) -> bool:
+        """Async :meth:`Scripts.lock_release`."""
+        return bool(await self._call("lock_release", self.args.lock_release(key, token, ttl_ms)))
