@@ -10,7 +10,6 @@ if job[1] ~= 'RUNNING' or job[2] ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[2], 'updated', ARGV[3])
-redis.call('RPUSH', KEYS[2], cjson.encode(
-  {t = tonumber(ARGV[3]), e = 'checkpoint', fence = tonumber(ARGV[1])}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+history(KEYS[2],
+  {t = tonumber(ARGV[3]), e = 'checkpoint', fence = tonumber(ARGV[1])}, ARGV[4])
 return 1

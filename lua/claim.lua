@@ -67,9 +67,8 @@ if limit > 0 then
     redis.call('ZADD', KEYS[6], 'NX', ARGV[4], ARGV[1])
     redis.call('ZADD', KEYS[7], due, ARGV[1])
     if waits == 1 then
-      redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[4]), e = 'waiting',
-        reason = 'max_concurrency', limit = limit}))
-      redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+      history(KEYS[2], {t = tonumber(ARGV[4]), e = 'waiting',
+        reason = 'max_concurrency', limit = limit}, ARGV[5])
     end
     return {'drop', 'WAITING'}
   end
@@ -87,10 +86,6 @@ if limit > 0 then
   redis.call('ZREM', KEYS[6], ARGV[1])
   redis.call('HDEL', KEYS[1], 'waits')
 end
--- RPUSH answers the list's length: trim only when it is over the cap.
-if redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[4]), e = 'started',
-    owner = ARGV[2], pid = tonumber(ARGV[3]), attempt = attempt, fence = fence}))
-    > tonumber(ARGV[5]) then
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-end
+history(KEYS[2], {t = tonumber(ARGV[4]), e = 'started',
+    owner = ARGV[2], pid = tonumber(ARGV[3]), attempt = attempt, fence = fence}, ARGV[5])
 return {'run', fence, attempt, job[5], job[6], tonumber(job[7] or 0)}

@@ -15,9 +15,8 @@ if job[1] == 'SUCCEEDED' and job[2] == ARGV[1] then
 end
 if job[1] ~= 'RUNNING' or job[2] ~= ARGV[1] then
   if job[1] then
-    redis.call('RPUSH', KEYS[2], cjson.encode(
-      {t = now, e = 'stale_commit', fence = tonumber(ARGV[1]), state = job[1]}))
-    redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+    history(KEYS[2],
+      {t = now, e = 'stale_commit', fence = tonumber(ARGV[1]), state = job[1]}, ARGV[5])
   end
   return 0
 end
@@ -25,11 +24,8 @@ redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'result', ARGV[2],
   'finished', ARGV[3], 'updated', ARGV[3])
 redis.call('HDEL', KEYS[1], 'owner', 'pid')
 redis.call('SREM', KEYS[4], ARGV[6])
--- RPUSH answers the list's length: trim only when it is over the cap.
-if redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'succeeded',
-    fence = tonumber(ARGV[1])})) > tonumber(ARGV[5]) then
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-end
+history(KEYS[2], {t = now, e = 'succeeded',
+    fence = tonumber(ARGV[1])}, ARGV[5])
 -- The done list is empty while a task is RUNNING (it is written only when a
 -- run ends, and deleted whenever a task leaves DEAD), so no DEL first.
 redis.call('RPUSH', KEYS[3], 'SUCCEEDED')
@@ -37,7 +33,5 @@ local ttl = tonumber(ARGV[4])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
-if redis.call('HINCRBY', KEYS[5], 'succeeded', 1) == 1 then
-  redis.call('EXPIRE', KEYS[5], ARGV[7])
-end
+count(KEYS[5], 'succeeded', ARGV[7])
 return 1

@@ -27,11 +27,8 @@ redis.call('HDEL', KEYS[1], 'owner', 'pid')
 redis.call('SREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[5], now, ARGV[1])
-redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'dead', reason = ARGV[3], error = ARGV[4]}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+history(KEYS[2], {t = now, e = 'dead', reason = ARGV[3], error = ARGV[4]}, ARGV[5])
 redis.call('DEL', KEYS[3])
 redis.call('RPUSH', KEYS[3], 'DEAD')
-if redis.call('HINCRBY', KEYS[7], 'dead', 1) == 1 then
-  redis.call('EXPIRE', KEYS[7], ARGV[7])
-end
+count(KEYS[7], 'dead', ARGV[7])
 return {1, 'DEAD'}

@@ -23,7 +23,7 @@
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence', 'due', 'deferred_since',
   'deferred_fence')
 local now = tonumber(ARGV[3])
-local hmax = -tonumber(ARGV[10])
+local hmax = ARGV[10]
 local fence = tonumber(ARGV[2])
 -- This very call, retried after its reply was lost: report what it did.
 if job[2] == ARGV[2] and job[1] == 'PENDING' then
@@ -34,9 +34,8 @@ if job[2] == ARGV[2] and job[1] == 'DEAD' then
 end
 if job[1] ~= 'RUNNING' or job[2] ~= ARGV[2] then
   if job[1] then
-    redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'stale_commit', fence = fence,
-      state = job[1]}))
-    redis.call('LTRIM', KEYS[2], hmax, -1)
+    history(KEYS[2], {t = now, e = 'stale_commit', fence = fence,
+      state = job[1]}, hmax)
   end
   return {0, 0}
 end
@@ -57,14 +56,11 @@ if now >= deadline then
   redis.call('HDEL', KEYS[1], 'deferred_since', 'deferred_fence', 'defers')
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZADD', KEYS[5], now, ARGV[1])
-  redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'dead', reason = 'schema_too_new',
-    error = ARGV[9], fence = fence}))
-  redis.call('LTRIM', KEYS[2], hmax, -1)
+  history(KEYS[2], {t = now, e = 'dead', reason = 'schema_too_new',
+    error = ARGV[9], fence = fence}, hmax)
   redis.call('DEL', KEYS[3])
   redis.call('RPUSH', KEYS[3], 'DEAD')
-  if redis.call('HINCRBY', KEYS[7], 'dead', 1) == 1 then
-    redis.call('EXPIRE', KEYS[7], ARGV[11])
-  end
+  count(KEYS[7], 'dead', ARGV[11])
   return {2, 0}
 end
 local defers = redis.call('HINCRBY', KEYS[1], 'defers', 1)
@@ -72,7 +68,6 @@ local delay = math.min(tonumber(ARGV[4]) * 2 ^ math.min(defers - 1, 30), tonumbe
 local due = math.min(now + delay, deadline)
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'updated', ARGV[3], 'due', due)
 redis.call('ZADD', KEYS[4], due, ARGV[1])
-redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'deferred', reason = 'schema_too_new',
-  sv = tonumber(ARGV[7]), known = tonumber(ARGV[8]), due = due, fence = fence}))
-redis.call('LTRIM', KEYS[2], hmax, -1)
+history(KEYS[2], {t = now, e = 'deferred', reason = 'schema_too_new',
+  sv = tonumber(ARGV[7]), known = tonumber(ARGV[8]), due = due, fence = fence}, hmax)
 return {1, due}

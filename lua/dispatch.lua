@@ -94,15 +94,10 @@ local function dispatch(k, a)
   else
     redis.call('LPUSH', KEYS[k + 3], ARGV[a + 5] .. ARGV[a + 6] .. '"}}')
   end
-  -- RPUSH answers the list's length: trim only when it is over the cap.
-  if redis.call('RPUSH', KEYS[k + 2], cjson.encode(event)) > tonumber(ARGV[a + 9]) then
-    redis.call('LTRIM', KEYS[k + 2], -tonumber(ARGV[a + 9]), -1)
-  end
+  history(KEYS[k + 2], event, ARGV[a + 9])
   -- Counters for `rl status` (O(1)): the bucket's TTL is set with its first count.
   redis.call('SADD', KEYS[k + 9], ARGV[a + 3])
-  if redis.call('HINCRBY', KEYS[k + 8], 'dispatched', 1) == 1 then
-    redis.call('EXPIRE', KEYS[k + 8], ARGV[a + 15])
-  end
+  count(KEYS[k + 8], 'dispatched', ARGV[a + 15])
   return {1, 'PENDING'}
 end
 if #KEYS == 9 then return dispatch(0, 0) end

@@ -39,10 +39,7 @@ redis.call('HSET', KEYS[1], 'state', 'PENDING', 'attempt', 0, 'failures', 0, 're
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[3])
 redis.call('LPUSH', KEYS[5], job[3] .. ARGV[3] .. '"}}')
-redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'released', fence = fence,
-  was = job[4], attempts = tonumber(job[5])}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
-if redis.call('HINCRBY', KEYS[6], 'released', 1) == 1 then
-  redis.call('EXPIRE', KEYS[6], ARGV[6])
-end
+history(KEYS[2], {t = now, e = 'released', fence = fence,
+  was = job[4], attempts = tonumber(job[5])}, ARGV[4])
+count(KEYS[6], 'released', ARGV[6])
 return {1, fence}

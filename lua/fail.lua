@@ -12,12 +12,7 @@
 -- returns 1 retry scheduled, 2 dead-lettered, 0 refused (stale fence)
 local job = redis.call('HMGET', KEYS[1], 'state', 'fence')
 local now = tonumber(ARGV[3])
-local hmax = -tonumber(ARGV[8])
-local function count(event)
-  if redis.call('HINCRBY', KEYS[7], event, 1) == 1 then
-    redis.call('EXPIRE', KEYS[7], ARGV[9])
-  end
-end
+local hmax = ARGV[8]
 -- This very call, retried after its reply was lost: report what it did.
 if job[2] == ARGV[2] and job[1] == 'RETRYING' then
   return 1
@@ -27,9 +22,8 @@ if job[2] == ARGV[2] and job[1] == 'DEAD' then
 end
 if job[1] ~= 'RUNNING' or job[2] ~= ARGV[2] then
   if job[1] then
-    redis.call('RPUSH', KEYS[2], cjson.encode(
-      {t = now, e = 'stale_commit', fence = tonumber(ARGV[2]), state = job[1]}))
-    redis.call('LTRIM', KEYS[2], hmax, -1)
+    history(KEYS[2],
+      {t = now, e = 'stale_commit', fence = tonumber(ARGV[2]), state = job[1]}, hmax)
   end
   return 0
 end
@@ -41,18 +35,16 @@ local due = tonumber(ARGV[4])
 if due > 0 then
   redis.call('HSET', KEYS[1], 'state', 'RETRYING', 'due', ARGV[4])
   redis.call('ZADD', KEYS[4], due, ARGV[1])
-  redis.call('RPUSH', KEYS[2], cjson.encode(
-    {t = now, e = 'retry', due = due, error = ARGV[6], fence = tonumber(ARGV[2])}))
-  redis.call('LTRIM', KEYS[2], hmax, -1)
-  count('retried')
+  history(KEYS[2],
+    {t = now, e = 'retry', due = due, error = ARGV[6], fence = tonumber(ARGV[2])}, hmax)
+  count(KEYS[7], 'retried', ARGV[9])
   return 1
 end
 redis.call('HSET', KEYS[1], 'state', 'DEAD', 'reason', ARGV[5], 'finished', ARGV[3])
 redis.call('ZADD', KEYS[5], now, ARGV[1])
-redis.call('RPUSH', KEYS[2], cjson.encode(
-  {t = now, e = 'dead', reason = ARGV[5], error = ARGV[6], fence = tonumber(ARGV[2])}))
-redis.call('LTRIM', KEYS[2], hmax, -1)
+history(KEYS[2],
+  {t = now, e = 'dead', reason = ARGV[5], error = ARGV[6], fence = tonumber(ARGV[2])}, hmax)
 redis.call('DEL', KEYS[3])
 redis.call('RPUSH', KEYS[3], 'DEAD')
-count('dead')
+count(KEYS[7], 'dead', ARGV[9])
 return 2

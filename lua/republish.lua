@@ -17,6 +17,5 @@ if job[1] ~= 'PENDING' or job[2] or redis.call('ZSCORE', KEYS[4], ARGV[4]) then
 end
 -- RPUSH: to the front of the queue (kombu consumes from the right).
 redis.call('RPUSH', KEYS[3], job[3] .. ARGV[2] .. '"}}')
-redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[1]), e = 'republished'}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+history(KEYS[2], {t = tonumber(ARGV[1]), e = 'republished'}, ARGV[3])
 return 1

@@ -17,6 +17,5 @@ end
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'updated', ARGV[2])
 redis.call('HDEL', KEYS[1], 'due')
 redis.call('LPUSH', KEYS[4], job[2] .. ARGV[3] .. '"}}')
-redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[2]), e = 'requeued'}))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+history(KEYS[2], {t = tonumber(ARGV[2]), e = 'requeued'}, ARGV[4])
 return 1

@@ -15,9 +15,6 @@ if state ~= 'PENDING' then
 end
 redis.call('HSET', KEYS[1], 'state', 'RESERVED', 'owner', ARGV[2], 'updated', ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
--- RPUSH answers the list's length: trim only when it is over the cap.
-if redis.call('RPUSH', KEYS[2], cjson.encode({t = tonumber(ARGV[3]), e = 'reserved',
-    owner = ARGV[2]})) > tonumber(ARGV[4]) then
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
-end
+history(KEYS[2], {t = tonumber(ARGV[3]), e = 'reserved',
+    owner = ARGV[2]}, ARGV[4])
 return 'RESERVED'

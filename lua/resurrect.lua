@@ -37,12 +37,7 @@ if not state or owner ~= ARGV[2] or not movable or other_pid then
   return {'skipped', state or 'MISSING'}
 end
 local now = tonumber(ARGV[3])
-local hmax = -tonumber(ARGV[8])
-local function count(e)
-  if redis.call('HINCRBY', KEYS[7], e, 1) == 1 then
-    redis.call('EXPIRE', KEYS[7], ARGV[10])
-  end
-end
+local hmax = ARGV[8]
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[1], 'owner', 'pid')
 local precise = kind == 'child' or kind == 'worker_sole'
@@ -58,12 +53,11 @@ if counted then
     redis.call('HSET', KEYS[1], 'state', 'DEAD', 'reason', 'poison_pill', 'finished', ARGV[3],
       'updated', ARGV[3], 'error', 'killed its worker ' .. n .. ' times (' .. kind .. ' deaths)')
     redis.call('ZADD', KEYS[5], now, ARGV[1])
-    redis.call('RPUSH', KEYS[2], cjson.encode(event))
-    redis.call('RPUSH', KEYS[2], cjson.encode({t = now, e = 'dead', reason = 'poison_pill'}))
-    redis.call('LTRIM', KEYS[2], hmax, -1)
+    history(KEYS[2], event, hmax)
+    history(KEYS[2], {t = now, e = 'dead', reason = 'poison_pill'}, hmax)
     redis.call('DEL', KEYS[6])
     redis.call('RPUSH', KEYS[6], 'DEAD')
-    count('dead')
+    count(KEYS[7], 'dead', ARGV[10])
     return {'dead', n}
   end
 end
@@ -71,7 +65,6 @@ redis.call('HSET', KEYS[1], 'state', 'PENDING', 'updated', ARGV[3])
 -- RPUSH: kombu consumes from the right, so the task goes to the front of
 -- the queue (as kombu restores messages), not behind the whole backlog.
 redis.call('RPUSH', KEYS[4], job[3] .. ARGV[4] .. '"}}')
-redis.call('RPUSH', KEYS[2], cjson.encode(event))
-redis.call('LTRIM', KEYS[2], hmax, -1)
-count(event.e)
+history(KEYS[2], event, hmax)
+count(KEYS[7], event.e, ARGV[10])
 return {'requeued', state}

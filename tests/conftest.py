@@ -7,6 +7,7 @@ from the ``relier.testing`` plugin, which pytest loads through the ``pytest11`` 
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,29 @@ import relier
 import relier.hub
 
 pytest_plugins = ["pytester"]
+
+# The slow lane, by where a test lives: real worker processes (integration, chaos),
+# live servers and a browser (adapters' *_live, dashboard, schema fuzzing), and
+# building the wheel. ``./scripts/test -m "not slow"`` is the fast lane.
+_SLOW_FOLDERS = ("integration", "chaos")
+_SLOW_FILES = frozenset(
+    {
+        "test_dashboard_browser.py",
+        "test_django_live.py",
+        "test_fastapi_live.py",
+        "test_flask_live.py",
+        "test_fastapi_schemathesis.py",
+        "test_packaging.py",
+    }
+)
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(_TESTS).parts
+        if parts[0] in _SLOW_FOLDERS or item.path.name in _SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

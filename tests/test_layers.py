@@ -10,6 +10,7 @@ so they cannot close a cycle at run time).
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,3 +223,32 @@ def test_adapters_never_import_the_worker_runtime(package: str) -> None:
         if imported.startswith("relier.worker")
     ]
     assert bad == []
+
+
+def test_the_architecture_map_names_every_module_and_only_real_ones() -> None:
+    # docs/architecture.md opens with the map; a module it does not name is one a
+    # newcomer cannot place, a name it gives that does not exist is a stale map.
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    the_map = text[: text.index("\n## ", text.index("## The map") + 1)]
+    missing = []
+    for module in GRAPH.values():
+        relative = module.path.relative_to(ROOT)
+        if relative.parts[0] != "relier":
+            continue
+        folder = f"`{relative.parent.as_posix()}/`"
+        named = (
+            f"`{relative.as_posix()}`" in the_map
+            or (folder in the_map and f"`{relative.name}`" in the_map)
+            or (folder in the_map and f"`{relative.stem}`" in the_map)
+            or (relative.name == "__init__.py" and folder in the_map)
+            or (len(relative.parts) > 2 and f"`{relative.parts[-2]}/{relative.name}`" in the_map)
+        )
+        if not named:
+            missing.append(relative.as_posix())
+    assert missing == [], f"modules docs/architecture.md's map does not name: {missing}"
+    stale = [
+        path
+        for path in re.findall(r"`(relier[\w/]*(?:\.py|/))`", the_map)
+        if not (ROOT / path).exists()
+    ]
+    assert stale == [], f"paths in docs/architecture.md's map that do not exist: {stale}"

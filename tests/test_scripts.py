@@ -9,11 +9,20 @@ from typing import Any
 import pytest
 import redis
 
-from relier.journal.scripts import SCRIPT_NAMES, Claim, _claim_result, load_all, lua_dir, source
+from relier.journal.scripts import (
+    PRELUDE,
+    SCRIPT_NAMES,
+    Claim,
+    _claim_result,
+    load_all,
+    lua_dir,
+    program,
+    source,
+)
 
 
 def test_every_lua_file_is_registered() -> None:
-    files = sorted(p.stem for p in lua_dir().glob("*.lua"))
+    files = sorted(p.stem for p in lua_dir().glob("*.lua") if not p.stem.startswith("_"))
     assert tuple(files) == SCRIPT_NAMES
     assert list(SCRIPT_NAMES) == sorted(SCRIPT_NAMES)
 
@@ -64,7 +73,7 @@ def test_load_all_returns_the_sha1_of_each_source(redis_url: str) -> None:
         shas = load_all(client)
     finally:
         client.close()
-    assert shas == {n: hashlib.sha1(source(n).encode()).hexdigest() for n in SCRIPT_NAMES}
+    assert shas == {n: hashlib.sha1(program(n).encode()).hexdigest() for n in SCRIPT_NAMES}
 
 
 def test_claim_result_parsing() -> None:
@@ -106,3 +115,24 @@ def test_worker_calls_survive_a_script_flush_and_a_killed_connection(
     assert claim.run and scripts._local.conn is own  # reconnected, same connection object
     scripts.close()
     assert own._sock is None
+
+
+def test_every_script_runs_after_the_prelude() -> None:
+    for name in SCRIPT_NAMES:
+        assert program(name) == source(PRELUDE) + "\n" + source(name)
+
+
+def test_the_prelude_touches_only_the_keys_its_callers_pass() -> None:
+    code = "\n".join(ln for ln in source(PRELUDE).splitlines() if not ln.lstrip().startswith("--"))
+    calls = re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", code)
+    assert calls
+    assert {key for _, key in calls} == {"key"}
+    assert "'TIME'" not in code and "KEYS" not in code and "ARGV" not in code
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_scripts_append_history_and_count_only_through_the_prelude(name: str) -> None:
+    # One trimming rule and one counter: a hand-written copy would drift.
+    code = source(name)
+    assert "'LTRIM'" not in code
+    assert not re.search(r"'HINCRBY', KEYS\[[^]]+\], '?\w+'?, 1\) == 1", code)

@@ -1,7 +1,9 @@
 """The only place Lua is loaded and called.
 
-Each ``lua/<name>.lua`` file is one atomic transition of the journal. They
-are registered with redis-py's ``register_script`` (SHA cached, reloaded on
+Each ``lua/<name>.lua`` file is one atomic transition of the journal; what
+Redis runs is :func:`program`, the file after ``lua/_prelude.lua`` (the
+helpers every script shares: the history append and its one trimming rule,
+the stats counter). They are registered with redis-py's ``register_script`` (SHA cached, reloaded on
 ``NOSCRIPT`` after a Redis restart or ``SCRIPT FLUSH``) and wrapped in typed
 methods, so callers never build KEYS/ARGV lists. The sync and async wrappers
 share the argument builders below, so the two cannot drift apart.
@@ -33,6 +35,7 @@ __all__ = [
     "load_all",
     "lua_dir",
     "outcome",
+    "program",
     "source",
 ]
 
@@ -71,15 +74,29 @@ def lua_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "lua"
 
 
+PRELUDE = "_prelude"
+"""The file of helpers put before every script (its name starts with ``_``: no script)."""
+
+
 @functools.cache
 def source(name: str) -> str:
-    """The Lua source of script ``name``."""
+    """The Lua source of ``lua/<name>.lua``, as written (its contract header first)."""
     return (lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@functools.cache
+def program(name: str) -> str:
+    """What Redis runs for script ``name``: the prelude, then the script.
+
+    Lua sees the prelude's ``local function``s as upvalues of the script's
+    body; an error's line number counts from the prelude's first line.
+    """
+    return source(PRELUDE) + "\n" + source(name)
 
 
 def load_all(client: redis.Redis) -> dict[str, str]:
     """``SCRIPT LOAD`` every script into ``client``; returns name -> SHA1."""
-    return {name: str(client.script_load(source(name))) for name in SCRIPT_NAMES}
+    return {name: str(client.script_load(program(name))) for name in SCRIPT_NAMES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +350,7 @@ class Scripts:
     def __init__(self, client: redis.Redis, keys: Keys, history_max: int) -> None:
         self.client = client
         self.args = _Args(keys, history_max)
-        self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+        self._scripts = {n: client.register_script(program(n)) for n in SCRIPT_NAMES}
         self._local = threading.local()
         self._dedicated: list[Any] = []  # every thread's connection, closed by close()
 
@@ -594,7 +611,7 @@ class AsyncScripts:
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, history_max: int) -> None:
         self.client = client
         self.args = _Args(keys, history_max)
-        self._scripts = {n: client.register_script(source(n)) for n in SCRIPT_NAMES}
+        self._scripts = {n: client.register_script(program(n)) for n in SCRIPT_NAMES}
 
     async def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
         keys, argv = built

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from relier.clock import now_ms
-from relier.journal.scripts import source
+from relier.journal.scripts import program
 
 if TYPE_CHECKING:
     from relier.hub import Relier
@@ -341,7 +341,7 @@ def activate(relier: Relier, worker_id: str) -> None:
     _reserved.clear()
     try:
         # Loaded now, so the first deliveries need not take the signal path.
-        relier.redis.script_load(source("reserve"))
+        relier.redis.script_load(program("reserve"))
     except Exception as exc:  # unreachable now: NOSCRIPT sends them that way
         log.warning("relier: could not load reserve.lua at worker start: %s", exc)
 
