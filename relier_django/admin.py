@@ -1,9 +1,10 @@
 """The admin API: the FastAPI router's endpoints as Django views.
 
-Every view is a thin shell over one query of :mod:`relier.ops.inspection` or
-:mod:`relier.ops.dlq` (the functions ``rl`` prints); its JSON is the query's
-result as :func:`dataclasses.asdict` gives it, so paths, parameters, bodies
-and shapes are those of ``relier_fastapi`` and ``relier_flask``. Errors are
+Every view is routing over one method of
+:class:`relier.ops.service.AdminService` (shared with the FastAPI and Flask
+adapters); its JSON is that of the response model it returns, the model
+FastAPI's OpenAPI schema describes, so paths, parameters, bodies and shapes
+are those of ``relier_fastapi`` and ``relier_flask``. Errors are
 ``{"detail": ...}``: 401 and 403 (authentication), 404, 422 for invalid
 parameters or bodies, 400 for a body that is not JSON, 503 when Redis
 cannot be reached.
@@ -19,12 +20,9 @@ Redis keys: none of its own; release and purge run ``dlq_release.lua`` and
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -36,38 +34,14 @@ from relier import (
     RedisUnavailableError,
     TaskNotFoundError,
 )
-from relier.journal.connection import translate_errors
-from relier.ops import dlq, inspection
-from relier.ops.admin import (
-    MAX_ID_LENGTH,
-    MAX_IDS,
-    InvalidRequest,
-    TokenDigest,
-    parse_query,
-    parse_task_ids,
-)
-from relier.ops.admin import DlqQuery as _DlqQuery
-from relier.ops.admin import InflightQuery as _InflightQuery
-from relier.ops.admin import StatusQuery as _StatusQuery
-from relier.ops.admin import parse_task_id as _task_id
-from relier.ops.workers import list_workers
+from relier.ops.admin import MAX_ID_LENGTH, MAX_IDS, InvalidRequest, TokenDigest
+from relier.ops.service import AdminService, NotJsonError, QueryArgs, body_ids, to_json
 
 from .hub import relier_of
 
 __all__ = ["MAX_IDS", "MAX_ID_LENGTH", "AdminAuth", "View", "admin_views"]
 
 View = Callable[..., HttpResponse]
-
-
-class _Stop(Exception):
-    """Ends a view with an error response."""
-
-    def __init__(self, response: HttpResponse) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def _detail(message: Any, status: int) -> JsonResponse:
@@ -126,25 +100,9 @@ class AdminAuth:
         return response
 
 
-def _query(request: HttpRequest, model: type[M], lists: tuple[str, ...] = ()) -> M:
-    args = request.GET
-    return parse_query(model, {k: args.getlist(k) if k in lists else args[k] for k in args})
-
-
-def _ids(request: HttpRequest) -> list[str]:
-    body: Any = None
-    if request.body.strip():
-        try:
-            body = json.loads(request.body)
-        except ValueError as exc:
-            raise _Stop(_detail(f"the body is not JSON: {exc}", 400)) from None
-    return parse_task_ids(body)
-
-
-def _json(result: Any) -> JsonResponse:
-    if isinstance(result, list):
-        return JsonResponse([dataclasses.asdict(item) for item in result], safe=False)
-    return JsonResponse(dataclasses.asdict(result))
+def _json(result: BaseModel | Sequence[BaseModel]) -> JsonResponse:
+    # safe=False: /workers and /inflight answer a JSON array.
+    return JsonResponse(to_json(result), safe=False)
 
 
 def admin_views(auth: AdminAuth) -> dict[str, View]:
@@ -158,8 +116,8 @@ def admin_views(auth: AdminAuth) -> dict[str, View]:
                 return refused
             try:
                 return view(request, *args, **kwargs)
-            except _Stop as stop:
-                return stop.response
+            except NotJsonError as exc:
+                return _detail(str(exc), 400)
             except InvalidRequest as exc:
                 return _detail(exc.detail, 422)
             except TaskNotFoundError as exc:
@@ -170,74 +128,41 @@ def admin_views(auth: AdminAuth) -> dict[str, View]:
         # AdminAuth runs Django's CSRF check itself for session requests.
         return csrf_exempt(wrapper)  # type: ignore[no-any-return]
 
+    def service() -> AdminService:
+        return AdminService(relier_of())
+
+    def args(request: HttpRequest) -> QueryArgs:
+        return {k: request.GET.getlist(k) for k in request.GET}
+
     def health(request: HttpRequest) -> HttpResponse:
-        hub = relier_of()
-        with translate_errors(hub.settings.redis_url):
-            started = time.perf_counter()
-            hub.redis.ping()
-            elapsed = (time.perf_counter() - started) * 1000
-            alive = sum(1 for w in list_workers(hub) if w.alive)
-        return JsonResponse({"status": "ok", "redis_ms": round(elapsed, 3), "workers_alive": alive})
+        return _json(service().health())
 
     def status(request: HttpRequest) -> HttpResponse:
-        query = _query(request, _StatusQuery, lists=("queue",))
-        return _json(inspection.status(relier_of(), queues=query.queue))
+        return _json(service().status_args(args(request)))
 
     def workers(request: HttpRequest) -> HttpResponse:
-        return _json(inspection.workers(relier_of()))
+        return _json(service().workers())
 
     def inflight(request: HttpRequest) -> HttpResponse:
-        query = _query(request, _InflightQuery)
-        return _json(inspection.inflight(relier_of(), queue=query.queue, task=query.task))
+        return _json(service().inflight_args(args(request)))
 
     def task(request: HttpRequest, task_id: str) -> HttpResponse:
-        return _json(inspection.task_detail(relier_of(), _task_id(task_id)))
+        return _json(service().task(task_id))
 
     def dlq_list(request: HttpRequest) -> HttpResponse:
-        query = _query(request, _DlqQuery)
-        found = dlq.find_dead(
-            relier_of(),
-            task=query.task,
-            reason=None if query.reason is None else query.reason.value,
-            since_ms=query.since_ms,
-            before_ms=query.before_ms,
-            limit=query.limit + 1,
-        )
-        return JsonResponse(
-            {
-                "entries": [dataclasses.asdict(e) for e in found[: query.limit]],
-                "truncated": len(found) > query.limit,
-            }
-        )
+        return _json(service().dlq_args(args(request)))
 
     def dlq_show(request: HttpRequest, task_id: str) -> HttpResponse:
-        return _json(dlq.get_dead(relier_of(), _task_id(task_id)))
+        return _json(service().dead(task_id))
 
     def dlq_release(request: HttpRequest) -> HttpResponse:
-        return _json(dlq.release(relier_of(), _ids(request)))
+        return _json(service().release(body_ids(request.body)))
 
     def dlq_purge(request: HttpRequest) -> HttpResponse:
-        return _json(dlq.purge(relier_of(), _ids(request)))
+        return _json(service().purge(body_ids(request.body)))
 
     def metrics(request: HttpRequest) -> HttpResponse:
-        st = inspection.status(relier_of())
-        return JsonResponse(
-            {
-                "now_ms": st.now_ms,
-                "workers_alive": st.workers_alive,
-                "workers_dead": st.workers_dead,
-                "running": st.running,
-                "reserved": st.reserved,
-                "scheduled": st.scheduled,
-                "overdue": st.overdue,
-                "retrying": st.retrying,
-                "dlq": st.dlq,
-                "queue_depth": {q.name: q.depth for q in st.queues},
-                "events_window_ms": st.rates.window_ms,
-                "events": st.rates.counts,
-                "events_per_minute": st.rates.per_minute,
-            }
-        )
+        return _json(service().metrics())
 
     get = {
         "health": health, "status": status, "workers": workers, "inflight": inflight,

@@ -1,9 +1,10 @@
 """The admin API and dashboard: ``relier_admin_router()``, mounted at ``/relier``.
 
-Every JSON endpoint is a thin shell over one query of :mod:`relier.ops.inspection`,
-:mod:`relier.ops.stats` or :mod:`relier.ops.dlq` (the functions ``rl`` prints), run
-in the thread pool, its result validated into a model of
-:mod:`relier_fastapi.schemas` so the OpenAPI schema describes every field.
+Every JSON endpoint is routing over one method of
+:class:`relier.ops.service.AdminService` (shared with the Flask and Django
+adapters), run in the thread pool; it returns a response model of
+:mod:`relier.ops.admin`, so the OpenAPI schema describes every field of what
+is sent, and Flask and Django send the same models' JSON.
 
 Authentication is required: a bearer token (``token=`` or
 ``RELIER_ADMIN_TOKEN``, compared in constant time and never logged) and/or
@@ -19,7 +20,6 @@ and purge run ``dlq_release.lua`` and ``dlq_purge.lua``.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from typing import Annotated, Any
@@ -36,11 +36,16 @@ from relier import (
     TaskNotFoundError,
     load_settings,
 )
-from relier.journal.connection import translate_errors
 from relier.journal.states import Reason
-from relier.ops import dlq, inspection
-from relier.ops.admin import MAX_ID_LENGTH, MAX_MS, MAX_PATTERN_LENGTH, TASK_ID_PATTERN, TokenDigest
-from relier.ops.workers import list_workers
+from relier.ops.admin import (
+    MAX_ID_LENGTH,
+    MAX_MS,
+    MAX_PATTERN_LENGTH,
+    TASK_ID_PATTERN,
+    DlqQuery,
+    TokenDigest,
+)
+from relier.ops.service import AdminService
 
 from . import dashboard
 from .dispatcher import relier_of
@@ -176,16 +181,14 @@ def relier_admin_router(
     # FastAPI answers 400 for a body that is not JSON at all (422 for a wrong one).
     bad_body: dict[int | str, dict[str, Any]] = {400: {"model": RelierHTTPError}}
 
+    def service(request: Request) -> AdminService:
+        return AdminService(relier_of(request))
+
     @api.get("/health", name="relier_health")
     def health(request: Request) -> RelierHealth:
         """Redis answers this process (503 otherwise); workers holding a lease."""
-        relier = relier_of(request)
-        with _http_errors(), translate_errors(relier.settings.redis_url):
-            started = time.perf_counter()
-            relier.redis.ping()
-            elapsed = (time.perf_counter() - started) * 1000
-            alive = sum(1 for w in list_workers(relier) if w.alive)
-        return RelierHealth(status="ok", redis_ms=round(elapsed, 3), workers_alive=alive)
+        with _http_errors():
+            return service(request).health()
 
     @api.get("/status", name="relier_status")
     def status(
@@ -197,15 +200,13 @@ def relier_admin_router(
     ) -> RelierStatus:
         """The cluster at a glance: workers, queues, work in flight, DLQ, rates."""
         with _http_errors():
-            result = inspection.status(relier_of(request), queues=queue or ())
-        return RelierStatus.model_validate(result)
+            return service(request).status(queue or ())
 
     @api.get("/workers", name="relier_workers")
     def workers(request: Request) -> list[RelierWorker]:
         """Every listed worker incarnation, oldest first, with the tasks it holds."""
         with _http_errors():
-            result = inspection.workers(relier_of(request))
-        return [RelierWorker.model_validate(w) for w in result]
+            return service(request).workers()
 
     @api.get("/inflight", name="relier_inflight")
     def inflight(
@@ -213,15 +214,13 @@ def relier_admin_router(
     ) -> list[RelierInflightTask]:
         """Every task a worker holds (RUNNING or RESERVED), longest-running first."""
         with _http_errors():
-            result = inspection.inflight(relier_of(request), queue=queue, task=task)
-        return [RelierInflightTask.model_validate(t) for t in result]
+            return service(request).inflight(queue=queue, task=task)
 
     @api.get("/tasks/{task_id}", name="relier_task", responses=not_found)
     def task_detail(request: Request, task_id: _TaskIdPath) -> RelierTaskDetail:
         """One task's journal entry and full history."""
         with _http_errors():
-            result = inspection.task_detail(relier_of(request), task_id)
-        return RelierTaskDetail.model_validate(result)
+            return service(request).task(task_id)
 
     @api.get("/dlq", name="relier_dlq_list")
     def dlq_list(
@@ -233,25 +232,17 @@ def relier_admin_router(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> RelierDlqPage:
         """Dead letter queue entries, newest first, matching every filter given."""
-        with _http_errors():
-            found = dlq.find_dead(
-                relier_of(request),
-                task=task,
-                reason=None if reason is None else reason.value,
-                since_ms=since_ms,
-                before_ms=before_ms,
-                limit=limit + 1,
-            )
-        return RelierDlqPage.model_validate(
-            {"entries": found[:limit], "truncated": len(found) > limit}
+        query = DlqQuery(
+            task=task, reason=reason, since_ms=since_ms, before_ms=before_ms, limit=limit
         )
+        with _http_errors():
+            return service(request).dlq(query)
 
     @api.get("/dlq/{task_id}", name="relier_dlq_show", responses=not_found)
     def dlq_show(request: Request, task_id: _TaskIdPath) -> RelierDeadTask:
         """One DLQ entry in full: error, traceback, envelope, history."""
         with _http_errors():
-            result = dlq.get_dead(relier_of(request), task_id)
-        return RelierDeadTask.model_validate(result)
+            return service(request).dead(task_id)
 
     @api.post("/dlq/release", name="relier_dlq_release", responses=bad_body)
     def dlq_release(request: Request, body: RelierTaskIds) -> RelierReleased:
@@ -261,36 +252,19 @@ def relier_admin_router(
         ``MISSING``); the others are released, each atomically.
         """
         with _http_errors():
-            result = dlq.release(relier_of(request), body.ids)
-        return RelierReleased.model_validate(result)
+            return service(request).release(body.ids)
 
     @api.post("/dlq/purge", name="relier_dlq_purge", responses=bad_body)
     def dlq_purge(request: Request, body: RelierTaskIds) -> RelierPurged:
         """Delete DLQ entries for good (journal, history, DLQ entry), each atomically."""
         with _http_errors():
-            result = dlq.purge(relier_of(request), body.ids)
-        return RelierPurged.model_validate(result)
+            return service(request).purge(body.ids)
 
     @api.get("/metrics", name="relier_metrics")
     def metrics(request: Request) -> RelierMetrics:
         """Gauges and last-minute event counts, flat (the numbers of ``/status``)."""
         with _http_errors():
-            st = inspection.status(relier_of(request))
-        return RelierMetrics(
-            now_ms=st.now_ms,
-            workers_alive=st.workers_alive,
-            workers_dead=st.workers_dead,
-            running=st.running,
-            reserved=st.reserved,
-            scheduled=st.scheduled,
-            overdue=st.overdue,
-            retrying=st.retrying,
-            dlq=st.dlq,
-            queue_depth={q.name: q.depth for q in st.queues},
-            events_window_ms=st.rates.window_ms,
-            events=st.rates.counts,
-            events_per_minute=st.rates.per_minute,
-        )
+            return service(request).metrics()
 
     router.include_router(api)
     if dashboard_page:

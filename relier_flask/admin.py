@@ -1,9 +1,10 @@
 """The admin API: a blueprint mounted at ``/relier``, the FastAPI router's twin.
 
-Every endpoint is a thin shell over one query of :mod:`relier.ops.inspection`,
-:mod:`relier.ops.stats` or :mod:`relier.ops.dlq` (the functions ``rl`` prints); its
-JSON is the query's result as :func:`dataclasses.asdict` gives it, so paths,
-parameters, bodies and shapes are those of ``relier_fastapi``'s router.
+Every endpoint is routing over one method of
+:class:`relier.ops.service.AdminService` (shared with the FastAPI and Django
+adapters); its JSON is that of the response model it returns, the model
+FastAPI's OpenAPI schema describes, so paths, parameters, bodies and shapes
+are those of ``relier_fastapi``'s router.
 Errors are ``{"detail": ...}``: 401 and 403 (authentication), 404, 422 for
 invalid parameters or bodies (``detail`` lists what was wrong, as pydantic
 and FastAPI word it), 400 for a body that is not JSON, 503 when Redis
@@ -21,11 +22,8 @@ and purge run ``dlq_release.lua`` and ``dlq_purge.lua``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -37,21 +35,8 @@ from relier import (
     RedisUnavailableError,
     TaskNotFoundError,
 )
-from relier.journal.connection import translate_errors
-from relier.ops import dlq, inspection
-from relier.ops.admin import (
-    MAX_ID_LENGTH,
-    MAX_IDS,
-    InvalidRequest,
-    TokenDigest,
-    parse_query,
-    parse_task_ids,
-)
-from relier.ops.admin import DlqQuery as _DlqQuery
-from relier.ops.admin import InflightQuery as _InflightQuery
-from relier.ops.admin import StatusQuery as _StatusQuery
-from relier.ops.admin import parse_task_id as _task_id
-from relier.ops.workers import list_workers
+from relier.ops.admin import MAX_ID_LENGTH, MAX_IDS, InvalidRequest, TokenDigest
+from relier.ops.service import AdminService, NotJsonError, QueryArgs, body_ids, to_json
 
 from .hub import relier_of
 
@@ -61,8 +46,6 @@ AuthCallable = Callable[[], ResponseReturnValue | None]
 """Your own check, run before every admin endpoint like a ``before_request``
 function: return None to let the request through, or a response (or call
 ``flask.abort(401)`` / ``abort(403)``) to stop it."""
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def _detail(message: Any, status: int, headers: Mapping[str, str] | None = None) -> Response:
@@ -101,30 +84,8 @@ class AdminToken:
         return None
 
 
-def _query(model: type[M], lists: tuple[str, ...] = ()) -> M:
-    args = request.args
-    return parse_query(model, {k: args.getlist(k) if k in lists else args[k] for k in args})
-
-
-def _ids() -> list[str]:
-    raw = request.get_data(cache=True)
-    body: Any = None
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise _NotJson(str(exc)) from None
-    return parse_task_ids(body)
-
-
-class _NotJson(Exception):
-    """A body that is not JSON at all: a 400."""
-
-
-def _json(result: Any) -> Response:
-    if isinstance(result, list):
-        return jsonify([dataclasses.asdict(item) for item in result])
-    return jsonify(dataclasses.asdict(result))
+def _json(result: BaseModel | Sequence[BaseModel]) -> Response:
+    return jsonify(to_json(result))
 
 
 def admin_blueprint(
@@ -178,9 +139,9 @@ def admin_blueprint(
     def invalid(exc: InvalidRequest) -> Response:
         return _detail(exc.detail, 422)
 
-    @bp.errorhandler(_NotJson)
-    def not_json(exc: _NotJson) -> Response:
-        return _detail(f"the body is not JSON: {exc}", 400)
+    @bp.errorhandler(NotJsonError)
+    def not_json(exc: NotJsonError) -> Response:
+        return _detail(str(exc), 400)
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -188,89 +149,63 @@ def admin_blueprint(
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return _detail(exc.description, exc.code or 500, headers)
 
+    def service() -> AdminService:
+        return AdminService(relier_of())
+
+    def args() -> QueryArgs:
+        return {k: request.args.getlist(k) for k in request.args}
+
+    def ids() -> list[str]:
+        return body_ids(request.get_data(cache=True))
+
     @bp.get("/health")
     def health() -> Response:
         """Redis answers this process (503 otherwise); workers holding a lease."""
-        hub = relier_of()
-        with translate_errors(hub.settings.redis_url):
-            started = time.perf_counter()
-            hub.redis.ping()
-            elapsed = (time.perf_counter() - started) * 1000
-            alive = sum(1 for w in list_workers(hub) if w.alive)
-        return jsonify(status="ok", redis_ms=round(elapsed, 3), workers_alive=alive)
+        return _json(service().health())
 
     @bp.get("/status")
     def status() -> Response:
         """The cluster at a glance: workers, queues, work in flight, DLQ, rates."""
-        query = _query(_StatusQuery, lists=("queue",))
-        return _json(inspection.status(relier_of(), queues=query.queue))
+        return _json(service().status_args(args()))
 
     @bp.get("/workers")
     def workers() -> Response:
         """Every listed worker incarnation, oldest first, with the tasks it holds."""
-        return _json(inspection.workers(relier_of()))
+        return _json(service().workers())
 
     @bp.get("/inflight")
     def inflight() -> Response:
         """Every task a worker holds (RUNNING or RESERVED), longest-running first."""
-        query = _query(_InflightQuery)
-        return _json(inspection.inflight(relier_of(), queue=query.queue, task=query.task))
+        return _json(service().inflight_args(args()))
 
     @bp.get("/tasks/<task_id>")
     def task(task_id: str) -> Response:
         """One task's journal entry and full history."""
-        return _json(inspection.task_detail(relier_of(), _task_id(task_id)))
+        return _json(service().task(task_id))
 
     @bp.get("/dlq")
     def dlq_list() -> Response:
         """Dead letter queue entries, newest first, matching every filter given."""
-        query = _query(_DlqQuery)
-        found = dlq.find_dead(
-            relier_of(),
-            task=query.task,
-            reason=None if query.reason is None else query.reason.value,
-            since_ms=query.since_ms,
-            before_ms=query.before_ms,
-            limit=query.limit + 1,
-        )
-        return jsonify(
-            entries=[dataclasses.asdict(e) for e in found[: query.limit]],
-            truncated=len(found) > query.limit,
-        )
+        return _json(service().dlq_args(args()))
 
     @bp.get("/dlq/<task_id>")
     def dlq_show(task_id: str) -> Response:
         """One DLQ entry in full: error, traceback, envelope, history."""
-        return _json(dlq.get_dead(relier_of(), _task_id(task_id)))
+        return _json(service().dead(task_id))
 
     @bp.post("/dlq/release")
     def dlq_release() -> Response:
         """Run DLQ entries again: original payload, attempts from 0, a new fence."""
-        return _json(dlq.release(relier_of(), _ids()))
+        return _json(service().release(ids()))
 
     @bp.post("/dlq/purge")
     def dlq_purge() -> Response:
         """Delete DLQ entries for good (journal, history, DLQ entry), each atomically."""
-        return _json(dlq.purge(relier_of(), _ids()))
+        return _json(service().purge(ids()))
 
     @bp.get("/metrics")
     def metrics() -> Response:
         """Gauges and last-minute event counts, flat (the numbers of ``/status``)."""
-        st = inspection.status(relier_of())
-        return jsonify(
-            now_ms=st.now_ms,
-            workers_alive=st.workers_alive,
-            workers_dead=st.workers_dead,
-            running=st.running,
-            reserved=st.reserved,
-            scheduled=st.scheduled,
-            overdue=st.overdue,
-            retrying=st.retrying,
-            dlq=st.dlq,
-            queue_depth={q.name: q.depth for q in st.queues},
-            events_window_ms=st.rates.window_ms,
-            events=st.rates.counts,
-            events_per_minute=st.rates.per_minute,
-        )
+        return _json(service().metrics())
 
     return bp

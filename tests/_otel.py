@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -49,7 +49,7 @@ class Otel:
         total = 0.0
         for point in self.points(name):
             if all(point.attributes.get(k) == v for k, v in wanted.items()):
-                total += getattr(point, "count", None) or getattr(point, "value", 0)
+                total += cast(float, getattr(point, "count", None) or getattr(point, "value", 0))
         return total
 
 

@@ -67,6 +67,7 @@ def test_task_id_refuses(value: str) -> None:
 
 def test_task_ids_body() -> None:
     assert RelierTaskIds.model_validate({"ids": ["a", "b"]}).ids == ["a", "b"]
+    bad: object
     for bad in ({"ids": []}, {"ids": ["x"] * (MAX_IDS + 1)}, {"ids": ["a"], "more": 1}, None):
         with pytest.raises(ValidationError):
             RelierTaskIds.model_validate(bad)

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from relier import Relier
+from relier.chaos.base import NotApplicable
 from relier.chaos.ledger import Expect, Ledger, summary
 from relier.chaos.proxy import TcpProxy
 from relier.chaos.redis_faults import _is_local, _is_redis_process, restart_plan
-from relier.chaos.runner import ChaosRun, NotApplicable, ScenarioResult
+from relier.chaos.runner import ChaosRun, ScenarioResult
 from relier.cli.main import main
 from relier.config import load_settings
 from relier.testing import RedisServer

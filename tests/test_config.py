@@ -85,7 +85,7 @@ def test_keyword_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch)
 def test_settings_are_frozen() -> None:
     s = load_settings()
     with pytest.raises(Exception, match="frozen"):
-        s.max_retries = 9  # type: ignore[misc]
+        s.max_retries = 9
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_checkpoint_without_store_keeps_progress_locally() -> None:
 
 def test_checkpoint_saves_compact_json() -> None:
     saved: list[bytes] = []
-    c = ctx(lambda data: saved.append(data) or True)
+    c = ctx(lambda data: saved.append(data) or True)  # type: ignore[func-returns-value]  # append, then True
     c.checkpoint({"page": 2, "ids": [1, 2]})
     assert saved == [b'{"page":2,"ids":[1,2]}']
     assert c.progress == {"page": 2, "ids": [1, 2]}
@@ -52,7 +52,7 @@ def test_refused_checkpoint_raises_stale_fence_and_keeps_progress() -> None:
 
 def test_non_json_checkpoint_is_refused_before_saving() -> None:
     saved: list[bytes] = []
-    c = ctx(lambda data: saved.append(data) or True)
+    c = ctx(lambda data: saved.append(data) or True)  # type: ignore[func-returns-value]  # append, then True
     with pytest.raises(PayloadNotSerializableError, match="checkpoint state"):
         c.checkpoint({"x": math.nan})
     with pytest.raises(PayloadNotSerializableError):

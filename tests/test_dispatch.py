@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -62,7 +62,9 @@ def client(redis_server: Any, redis_url: str) -> Iterator[redis.Redis]:
 
 
 def job(rl: Relier, client: redis.Redis, task_id: str) -> dict[bytes, bytes]:
-    return client.hgetall(rl.keys.task(task_id).job)
+    return cast(
+        "dict[bytes, bytes]", client.hgetall(rl.keys.task(task_id).job)
+    )  # no decode_responses
 
 
 def queued(client: redis.Redis, queue: str = "celery") -> list[dict[str, Any]]:

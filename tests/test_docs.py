@@ -44,7 +44,7 @@ from typing import Any
 import annotated_types
 import pytest
 import redis.exceptions
-import yaml  # PyYAML, in the dev extra
+import yaml  # type: ignore[import-untyped]  # PyYAML, in the dev extra; ships no type hints
 from celery import Celery
 from pydantic import SecretStr
 

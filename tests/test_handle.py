@@ -215,7 +215,8 @@ def test_aresult_and_astate(rl: Relier, push: Callable[..., TaskHandle]) -> None
         try:
             before = await handle.astate()
             worker = asyncio.get_running_loop().run_in_executor(
-                None, lambda: (time.sleep(0.2), run(rl, handle, b'[1,"a"]'))
+                None,
+                lambda: (time.sleep(0.2), run(rl, handle, b'[1,"a"]')),  # type: ignore[func-returns-value]  # the tuple only sequences the calls
             )
             value = await handle.aresult(timeout=10)
             await worker

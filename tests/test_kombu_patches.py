@@ -7,12 +7,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from kombu import Connection, Exchange, Queue
+
+# kombu ships no annotations: calls into it carry type: ignore[no-untyped-call].
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from relier.worker.kombu.guards import install_kombu_guard
+
+if TYPE_CHECKING:
+    from kombu.transport import redis as kombu_redis
 
 QUEUE = "guard-test"
 
@@ -33,29 +39,30 @@ GARBAGE = [
 @pytest.fixture
 def connection(redis_url: str) -> Iterator[Connection]:
     install_kombu_guard()
-    with Connection(redis_url) as conn:
+    with Connection(redis_url) as conn:  # type: ignore[no-untyped-call]
         yield conn
 
 
 def test_garbage_is_dropped_and_the_next_message_arrives(
     connection: Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    queue = Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE)
+    queue = Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE)  # type: ignore[no-untyped-call]
     received: list[Any] = []
 
     def on_message(body: Any, message: Any) -> None:
         received.append(body)
         message.ack()
 
-    with connection.Consumer(queue, callbacks=[on_message], accept=["json"]):
-        client = connection.default_channel.client
+    with connection.Consumer(queue, callbacks=[on_message], accept=["json"]):  # type: ignore[no-untyped-call]
+        # The Redis transport's channel (kombu annotates the virtual base class).
+        client = cast("kombu_redis.Channel", connection.default_channel).client
         for item in GARBAGE:
             client.lpush(QUEUE, item)
-        connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=QUEUE)
+        connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=QUEUE)  # type: ignore[no-untyped-call]
         deadline = time.monotonic() + 10
         with caplog.at_level(logging.ERROR, logger="relier.worker"):
             while not received and time.monotonic() < deadline:
-                connection.drain_events(timeout=1)
+                connection.drain_events(timeout=1)  # type: ignore[no-untyped-call]
         assert received == [{"n": 1}]
         assert client.llen(QUEUE) == 0
         assert client.hlen("unacked") == 0
@@ -83,9 +90,9 @@ def test_a_failed_restore_of_unacked_messages_tells_the_listener(
     calls: list[int] = []
     _kombu_patches.on_unacked_stranded(lambda: calls.append(1))
     try:
-        channel = connection.default_channel
-        connection.Producer().publish({"n": 1}, routing_key=QUEUE, declare=[Queue(QUEUE)])
-        message = channel.basic_get(QUEUE, no_ack=False)
+        channel = cast("kombu_redis.Channel", connection.default_channel)
+        connection.Producer().publish({"n": 1}, routing_key=QUEUE, declare=[Queue(QUEUE)])  # type: ignore[no-untyped-call]
+        message = channel.basic_get(QUEUE, no_ack=False)  # type: ignore[no-untyped-call]
         assert message is not None
         import redis.exceptions
 
@@ -98,6 +105,6 @@ def test_a_failed_restore_of_unacked_messages_tells_the_listener(
         assert calls == [1]
         assert channel.client.hlen("unacked") == 1  # still parked there, not lost
         monkeypatch.undo()
-        channel.basic_ack(message.delivery_tag)  # so closing the channel restores nothing
+        channel.basic_ack(message.delivery_tag)  # type: ignore[no-untyped-call]  # so closing the channel restores nothing
     finally:
         _kombu_patches.on_unacked_stranded(None)

@@ -13,7 +13,10 @@ from relier.journal.message import TEMPLATE_TAIL, message_template, new_delivery
 
 
 def complete(task_id: str, name: str, queue: str, tag: str) -> dict[str, object]:
-    return json.loads(message_template(task_id, name, queue) + tag + TEMPLATE_TAIL)
+    message: dict[str, object] = json.loads(
+        message_template(task_id, name, queue) + tag + TEMPLATE_TAIL
+    )
+    return message
 
 
 def test_template_ends_inside_the_delivery_tag() -> None:
@@ -62,7 +65,7 @@ def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
     from relier.journal.keys import Keys
     from relier.journal.scripts import Scripts
 
-    with kombu.Connection(redis_url) as conn:
+    with kombu.Connection(redis_url) as conn:  # type: ignore[attr-defined, no-untyped-call]  # kombu: lazy exports, unannotated
         client = conn.default_channel.client
         scripts = Scripts(client, Keys(), history_max=10)
         created, _ = scripts.dispatch(

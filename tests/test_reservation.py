@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 
 from relier import Relier, rl_task
 from relier.worker.kombu import reservation
@@ -32,7 +32,7 @@ def rl(default_relier: Relier) -> Iterator[Relier]:
 @pytest.fixture
 def channel(redis_url: str) -> Iterator[Any]:
     """kombu's Redis channel (closing it puts unacked messages back: kept open)."""
-    with Connection(redis_url) as conn:
+    with Connection(redis_url) as conn:  # type: ignore[no-untyped-call]  # kombu is unannotated
         channel = conn.default_channel
         yield channel
         # Acknowledged, so the close has nothing to restore (its restore leaks a socket).
@@ -40,7 +40,7 @@ def channel(redis_url: str) -> Iterator[Any]:
             channel.basic_ack(tag)
 
 
-def _get(channel: Any, queue: str = "celery") -> tuple[Any, dict[str, Any], Any]:
+def _get(channel: Any, queue: str = "celery") -> tuple[Any, list[Any], Any]:
     """One message taken from ``queue`` by kombu's Redis channel, unacknowledged;
     the message, kombu's unacked record of it and its unacked_index score."""
     message = channel.basic_get(queue, no_ack=False)

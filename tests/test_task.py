@@ -110,7 +110,8 @@ def test_default_retry_policy_defers_to_settings() -> None:
 def test_single_exception_class_for_retry_on() -> None:
     def fn() -> None: ...
 
-    task = rl_task(name="tests.task.single_retry_on", retry_on=KeyError)(fn)
+    # A bare class is accepted at runtime; the annotation asks for a tuple.
+    task = rl_task(name="tests.task.single_retry_on", retry_on=KeyError)(fn)  # type: ignore[call-overload]
     assert task.retry.retry_on == (KeyError,)
 
 
@@ -321,8 +322,8 @@ def test_soft_timeout_must_come_before_the_hard_one(soft: float, hard: float) ->
 
 def test_on_soft_timeout_needs_a_callable_and_a_soft_timeout() -> None:
     with pytest.raises(ConfigurationError, match="on_soft_timeout must be a callable"):
-
-        @rl_task(name="tests.task.bad_hook", soft_timeout=1, on_soft_timeout="cleanup")  # type: ignore[arg-type]
+        # Not a callable, on purpose.
+        @rl_task(name="tests.task.bad_hook", soft_timeout=1, on_soft_timeout="cleanup")  # type: ignore[call-overload, untyped-decorator]
         def bad_hook() -> None: ...
 
     with pytest.raises(ConfigurationError, match="needs soft_timeout"):

@@ -124,6 +124,7 @@ def test_push_is_a_producer_span_whose_context_travels_in_the_envelope(
     assert span.attributes["relier.created"] is True
     envelope = json.loads(rl.redis.hget(rl.keys.task(handle.id).job, "env"))
     context = span.get_span_context()
+    assert context is not None
     assert envelope["tc"]["traceparent"].startswith(
         f"00-{context.trace_id:032x}-{context.span_id:016x}-"
     )

@@ -170,7 +170,7 @@ def test_an_invalid_push_raises_and_enqueues_nothing(rl: Relier) -> None:
     client: redis.Redis = rl.redis
     before = client.llen("celery")
     with pytest.raises(PayloadValidationError, match="order"):
-        ship_task.push(WHEN, "not-a-uuid", Decimal(1))
+        ship_task.push(WHEN, "not-a-uuid", Decimal(1))  # type: ignore[arg-type]  # invalid on purpose
     with pytest.raises(PayloadValidationError):
         ship_task.push_many([(WHEN, ORDER, Decimal(1)), (WHEN, ORDER)])
     assert client.llen("celery") == before

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-from kombu.asynchronous import Hub
+from kombu.asynchronous import Hub  # unannotated: calls carry type: ignore[no-untyped-call]
 
 from relier import Relier, load_settings, rl_task
 from relier.localredis import free_port
@@ -59,7 +59,7 @@ def test_the_event_loop_watches_the_pool_and_wakes_the_thread_on_a_death(
     # The thread's own look at the pool out of reach: only the loop's timer can act.
     monkeypatch.setattr(worker_module, "_CHILD_BACKSTOP_S", 3600.0)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    hub = Hub()
+    hub = Hub()  # type: ignore[no-untyped-call]
     service = WorkerService(
         rl, WORKER, "test", lambda: [child.pid] if child.poll() is None else [],
         SimpleNamespace(hub=hub),
@@ -69,18 +69,18 @@ def test_the_event_loop_watches_the_pool_and_wakes_the_thread_on_a_death(
     service.start()
     try:
         assert hub.timer._queue, "no pool check on the event loop's timer"
-        hub.fire_timers(max_delay=0)
+        hub.fire_timers(max_delay=0)  # type: ignore[no-untyped-call]
         assert task.state() == "RUNNING"  # alive: nothing to do
         child.kill()
         child.wait(5)
         deadline = time.monotonic() + 10
         while task.state() == "RUNNING" and time.monotonic() < deadline:
-            hub.fire_timers(max_delay=0)
+            hub.fire_timers(max_delay=0)  # type: ignore[no-untyped-call]
             time.sleep(0.01)
         assert task.state() == "PENDING"
     finally:
         service.finish()
-        hub.close()
+        hub.close()  # type: ignore[no-untyped-call]
         if child.poll() is None:
             child.kill()
             child.wait(5)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import httpx
+import httpx2  # what Starlette's TestClient runs on
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.testclient import TestClient
@@ -227,7 +228,7 @@ def test_push_works_with_httpx_asgi_transport(redis_url: str) -> None:
 # -- 429 ------------------------------------------------------------------------------------
 
 
-def assert_problem(response: httpx.Response, reason: str) -> dict[str, Any]:
+def assert_problem(response: httpx2.Response, reason: str) -> dict[str, Any]:
     assert response.status_code == 429
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
@@ -453,7 +454,7 @@ ADMIN_GETS = ["/relier/health", "/relier/status", "/relier/workers", "/relier/in
 ADMIN_POSTS = ["/relier/dlq/release", "/relier/dlq/purge"]
 
 
-def every_admin_call(client: TestClient, headers: dict[str, str]) -> list[httpx.Response]:
+def every_admin_call(client: TestClient, headers: dict[str, str]) -> list[httpx2.Response]:
     return [client.get(p, headers=headers) for p in ADMIN_GETS] + [
         client.post(p, json={"ids": ["x"]}, headers=headers) for p in ADMIN_POSTS
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from flask import Flask, Response, abort, request
@@ -26,6 +26,7 @@ from relier import (
     rl_task,
 )
 from relier.hub import reset
+from relier.ops import admin as schemas
 from relier.ops import dlq as core_dlq
 from relier.ops import inspection, stats
 from relier_flask import AdminToken, Relier, relier_of
@@ -105,7 +106,7 @@ def make_app(
         return {"id": rl.push(capped, 1).id}
 
     @app.get("/refused")
-    def refused() -> None:
+    def refused() -> NoReturn:
         raise AdmissionRejectedError("tests.flask.secret_task", 2.25, "rate")
 
     return app
@@ -589,7 +590,6 @@ def test_redis_down_is_a_503(redis_url: str, redis_server: Any, apps: list[Flask
 
 def test_the_json_shapes_are_the_fastapi_routers(app: Flask, client: FlaskClient) -> None:
     """Each response has exactly the fields of relier_fastapi's response model."""
-    schemas = pytest.importorskip("relier_fastapi.schemas")
     hub = relier_of(app)
     dead = dead_task(client, hub)
     pending = client.post("/greet", query_string={"name": "x"}).get_json()["id"]

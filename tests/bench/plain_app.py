@@ -69,7 +69,7 @@ def producer(url: str) -> tuple[Celery, Any]:
     return sender, sender.task(name="bench_plain.noop", shared=False)(noop.run)
 
 
-@app.task(name="bench_plain.hold", acks_late=True, reject_on_worker_lost=True)
+@app.task(name="bench_plain.hold", acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def hold(token: str, max_seconds: float) -> str:
     """Records its start, then runs until ``bench:release:<token>`` exists."""
     client = _redis()
@@ -81,13 +81,13 @@ def hold(token: str, max_seconds: float) -> str:
     return token
 
 
-@app.task(name="bench_plain.noop")
+@app.task(name="bench_plain.noop")  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def noop(n: int, note: str) -> int:
     """Does nothing: what the task system itself costs."""
     return n
 
 
-@app.task(name="bench_plain.async_sleep")
+@app.task(name="bench_plain.async_sleep")  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def async_sleep(seconds: float) -> float:
     """``await asyncio.sleep(seconds)`` the way a plain Celery task runs a coroutine:
     ``asyncio.run``, a new event loop per call."""
@@ -95,7 +95,7 @@ def async_sleep(seconds: float) -> float:
     return seconds
 
 
-@app.task(name="bench_plain.storm")
+@app.task(name="bench_plain.storm")  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def storm(n: int, seconds: float) -> int:
     """Sleeps ``seconds``, then appends ``n`` to ``bench:storm:done`` (one per completed
     run: the kill-storm benchmark counts deliveries and duplicates there)."""

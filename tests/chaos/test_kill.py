@@ -22,11 +22,12 @@ ROUNDS = 5
 
 
 def _first_start(ledger: Ledger, task_id: str) -> dict[str, Any]:
-    return wait_until(
+    start: dict[str, Any] = wait_until(
         lambda: next(iter(events(ledger.history(task_id), "started")), None),
         10,
         f"{task_id} to start",
     )
+    return start
 
 
 def test_pool_process_sigkill_reruns_its_task_on_another_process_within_1s(

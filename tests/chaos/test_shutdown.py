@@ -26,7 +26,7 @@ PREFETCH = ("--prefetch-multiplier", "2")
 
 def _handoff_figures(
     ledger: Ledger, signalled: dict[str, int]
-) -> tuple[list[int], list[int], dict[str, int]]:
+) -> tuple[list[float], list[float], dict[str, int]]:
     """(SIGTERM → handoff ms, handoff → restart ms, handoffs per kind) over every task."""
     to_handoff, to_restart, kinds = [], [], {"handoff_reserved": 0, "handoff": 0}
     for history in ledger.histories().values():

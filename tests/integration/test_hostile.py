@@ -136,7 +136,7 @@ def test_garbage_in_the_queue_list_is_refused_and_logged(
     stream.push()
     ghost, huge = f"ghost-{uuid.uuid4()}", f"huge-{uuid.uuid4()}"
     routed = '"delivery_info": {"exchange": "", "routing_key": "celery"}'
-    garbage = [
+    garbage: list[bytes | str] = [
         # not a kombu message at all: refused by Relier's guard around kombu
         b"not json at all",
         b'{"body": "trunc',

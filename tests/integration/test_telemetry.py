@@ -18,7 +18,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -27,6 +27,14 @@ from relier.ops.dlq import read_history
 from relier.testing import WorkerFactory
 from tests._otel import Otel, install, uninstall
 from tests.integration.apps import telemetry as apps
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from opentelemetry.util.types import AnyValue
+
+    # What a finished SDK span's ``attributes`` is (typed as optional on ReadableSpan).
+    Attributes = Mapping[str, AnyValue]
 
 APP = "tests.integration.apps.telemetry"
 # The span events Relier emits (the SDK's own "exception" events are left out).
@@ -148,7 +156,9 @@ def test_one_trace_from_push_to_execution_and_each_event_once(
     spans = read_spans(spans_file)
     # One trace: the push's PRODUCER span here, its CONSUMER span in a pool process.
     [push] = [
-        s for s in otel.spans("relier.push tel.add") if s.attributes["relier.task.id"] == added.id
+        s
+        for s in otel.spans("relier.push tel.add")
+        if cast("Attributes", s.attributes)["relier.task.id"] == added.id
     ]
     [run] = [
         s
@@ -168,7 +178,11 @@ def test_one_trace_from_push_to_execution_and_each_event_once(
     assert 1 <= len(handed_back) == len(handoffs) <= 2
     for span, handle in [(resurrect, victim), *((h, reserved) for h in handoffs)]:
         assert span["pid"] == worker.pid
-        [pushed] = [s for s in otel.spans() if s.attributes.get("relier.task.id") == handle.id]
+        [pushed] = [
+            s
+            for s in otel.spans()
+            if cast("Attributes", s.attributes).get("relier.task.id") == handle.id
+        ]
         assert span["links"] == [
             {
                 "trace_id": f"{pushed.context.trace_id:032x}",

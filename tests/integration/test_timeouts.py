@@ -55,7 +55,8 @@ def assert_serves_with_fresh_processes(
 ) -> None:
     """The stuck processes are gone and the worker runs new tasks in others."""
     for pid in replaced:
-        wait_until(lambda pid=pid: not process_alive(pid), 5, f"pool process {pid} to exit")
+        # mypy cannot type a lambda with a default argument.
+        wait_until(lambda pid=pid: not process_alive(pid), 5, f"pool process {pid} to exit")  # type: ignore[misc]
     served = {apps.pid.push().result(timeout=20) for _ in range(6)}
     assert served and not served & replaced
     assert all(process_alive(pid) for pid in served)

@@ -78,7 +78,9 @@ def test_task_context_checkpoint_raises_on_a_stale_fence(
 
     ctx = context(stale)
     ctx.checkpoint({"done": 1})
-    assert json.loads(client.hget(KEYS.task("t1").job, "progress")) == {"done": 1}
+    progress = client.hget(KEYS.task("t1").job, "progress")
+    assert progress is not None
+    assert json.loads(progress) == {"done": 1}
     client.hset(KEYS.task("t1").job, "state", "PENDING")
     scripts.claim("t1", "w2/1", 2_600)
     with pytest.raises(StaleFenceError):

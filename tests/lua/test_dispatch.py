@@ -62,7 +62,9 @@ def test_message_is_pushed_to_the_queue_with_its_delivery_tag(
 ) -> None:
     dispatch(scripts, "t1", queue="emails", tag="the-tag")
     assert client.llen(KEYS.queue("emails")) == 1
-    message = json.loads(client.lindex(KEYS.queue("emails"), 0))
+    raw = client.lindex(KEYS.queue("emails"), 0)
+    assert raw is not None
+    message = json.loads(raw)
     assert message["properties"]["delivery_tag"] == "the-tag"
     assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": "emails"}
     assert message["headers"]["id"] == "t1"

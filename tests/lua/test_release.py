@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 
 from relier.journal.scripts import Claim, Scripts
@@ -20,7 +22,8 @@ def test_claims_take_slots_up_to_the_limit_then_wait(scripts: Scripts, client: r
         pending(scripts, t)
     assert limited(scripts, "a", 2_000).run
     assert limited(scripts, "b", 2_000).run
-    assert {m: int(s) for m, s in client.zrange(SEM, 0, -1, withscores=True)} == {b"a": 1, b"b": 1}
+    slots = cast("list[tuple[bytes, float]]", client.zrange(SEM, 0, -1, withscores=True))
+    assert {m: int(s) for m, s in slots} == {b"a": 1, b"b": 1}
     client.sadd(KEYS.owned("w1"), "c")
     waiting = limited(scripts, "c", 2_500)
     assert (waiting.run, waiting.state) == (False, "WAITING")
@@ -64,7 +67,8 @@ def test_a_slot_held_by_an_ended_or_resurrected_attempt_is_reclaimed(
     assert scripts.complete("b", 1, b"1", 3_000, 60, "w1")
     assert limited(scripts, "c", 4_000).run
     assert limited(scripts, "a", 4_000).run
-    assert {m: int(s) for m, s in client.zrange(SEM, 0, -1, withscores=True)} == {b"c": 1, b"a": 2}
+    slots = cast("list[tuple[bytes, float]]", client.zrange(SEM, 0, -1, withscores=True))
+    assert {m: int(s) for m, s in slots} == {b"c": 1, b"a": 2}
 
 
 def test_a_stale_fence_does_not_count_as_a_holder(scripts: Scripts, client: redis.Redis) -> None:

@@ -29,7 +29,9 @@ def test_requeue_publishes_a_retry(scripts: Scripts, client: redis.Redis) -> Non
     assert client.zscore(KEYS.schedule, "t1") is None
     # The dispatch message was consumed long ago in real life; both are here.
     assert queued_tags(client) == ["tag1", "tag0"]
-    message = json.loads(client.lindex(KEYS.queue("q"), 0))
+    raw = client.lindex(KEYS.queue("q"), 0)
+    assert raw is not None
+    message = json.loads(raw)
     assert message["headers"]["id"] == "t1"
     assert message["headers"]["task"] == NAME
     assert history(client)[-1] == {"t": 5_000, "e": "requeued"}

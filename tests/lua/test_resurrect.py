@@ -39,7 +39,9 @@ def test_child_death_requeues_and_counts(scripts: Scripts, client: redis.Redis) 
     assert not client.exists(KEYS.owned("w1"))
     # At the consuming (right) end: the front of the queue, next to be taken.
     assert queued_tags(client) == ["tag0", "tag1"]
-    message = json.loads(client.lindex(KEYS.queue("q"), -1))
+    raw = client.lindex(KEYS.queue("q"), -1)
+    assert raw is not None
+    message = json.loads(raw)
     assert message["headers"]["id"] == "t1"
     assert history(client)[-1] == {
         "t": 5_000, "e": "resurrected", "kind": "child", "from": "w1", "was": "RUNNING",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 
 from relier.journal.keys import STATS_TTL_S
@@ -10,7 +12,8 @@ from tests.lua.journal import KEYS, pending, running
 
 
 def counts(client: redis.Redis, now: int) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hgetall(KEYS.stats(now)).items()}
+    counters = cast("dict[bytes, bytes]", client.hgetall(KEYS.stats(now)))  # no decode_responses
+    return {k.decode(): int(v) for k, v in counters.items()}
 
 
 def test_buckets_are_ten_seconds_named_by_their_start() -> None:

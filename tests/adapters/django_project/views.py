@@ -8,13 +8,13 @@ from django.views.decorators.csrf import csrf_exempt
 from . import tasks
 
 
-@csrf_exempt
+@csrf_exempt  # type: ignore[untyped-decorator]  # Django ships no type hints
 def signup(request: HttpRequest) -> JsonResponse:
     handle = tasks.django_welcome.push(request.GET["email"])
     return JsonResponse({"task_id": handle.id})
 
 
-@csrf_exempt
+@csrf_exempt  # type: ignore[untyped-decorator]  # Django ships no type hints
 def limited(request: HttpRequest) -> JsonResponse:
     handle = tasks.django_limited.push(int(request.GET.get("n", "1")))
     return JsonResponse({"task_id": handle.id})
