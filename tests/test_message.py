@@ -63,13 +63,14 @@ def test_delivery_tags_are_unique() -> None:
 
 def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
     from relier.journal.keys import Keys
-    from relier.journal.scripts import Scripts
+    from relier.journal.scripts import NewTask, Scripts
 
     with kombu.Connection(redis_url) as conn:  # type: ignore[attr-defined, no-untyped-call]  # kombu: lazy exports, unannotated
         client = conn.default_channel.client
         scripts = Scripts(client, Keys(), history_max=10)
+        template = message_template("id1", "tests.m", "kq")
         created, _ = scripts.dispatch(
-            "id1", "tests.m", "kq", b"{}", message_template("id1", "tests.m", "kq"), "tag-1", 1, 0
+            NewTask("id1", "tests.m", "kq", b"{}", template, "tag-1", 1, 0)
         )
         assert created
         queue = conn.SimpleQueue("kq")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, ParamSpec
 
 import redis
 import redis.asyncio
@@ -29,7 +29,9 @@ from relier.journal.states import text
 __all__ = [
     "SCRIPT_NAMES",
     "AsyncScripts",
+    "Built",
     "Claim",
+    "NewTask",
     "Outcome",
     "Scripts",
     "load_all",
@@ -38,28 +40,6 @@ __all__ = [
     "program",
     "source",
 ]
-
-SCRIPT_NAMES = (
-    "admit",
-    "checkpoint",
-    "claim",
-    "complete",
-    "dead_letter",
-    "defer",
-    "dispatch",
-    "dlq_purge",
-    "dlq_release",
-    "fail",
-    "leader",
-    "lock_acquire",
-    "lock_release",
-    "release",
-    "republish",
-    "requeue",
-    "reserve",
-    "resurrect",
-    "soft_timeout",
-)
 
 
 def lua_dir() -> Path:
@@ -140,51 +120,102 @@ def _claim_result(raw: list[Any]) -> Claim:
     return Claim(run=False, state=text(raw[1]))
 
 
+class NewTask(NamedTuple):
+    """One task for ``dispatch.lua`` to journal and publish (its ARGV, named).
+
+    A tuple, so that building one per push costs what the plain tuple did.
+    """
+
+    task_id: str
+    task_name: str
+    queue: str
+    envelope: bytes
+    message_template: str
+    """The Celery message up to the delivery tag's value (:func:`message_template`)."""
+    delivery_tag: str
+    now: int
+    due: int
+    """When to publish (ms); 0 = now."""
+    fingerprint: str = ""
+    """The argument fingerprint of an idempotent call; "" otherwise."""
+    rate_bucket: str = ""
+    """The rate limit's bucket; "" = the task's name."""
+    interval_ms: float = 0.0
+    """Rate limit: ms per call; 0 = none."""
+    burst: int = 1
+    max_depth: int = 0
+    """The queue depth at which calls are refused; 0 = none."""
+    depth_retry_ms: int = 1000
+
+
+class Built(NamedTuple):
+    """One call of a script, ready to send: its name, KEYS and ARGV."""
+
+    script: str
+    keys: list[str]
+    argv: list[Any]
+
+
+_P = ParamSpec("_P")
+_BUILDERS: list[str] = []
+
+
+def _script(build: Callable[_P, tuple[list[str], list[Any]]]) -> Callable[_P, Built]:
+    """Marks a builder of :class:`_Args`: its name is its script's, ``lua/<name>.lua``.
+
+    That method name is the one place Python names a script: the calls say
+    ``self._call(self.args.claim(...))`` and :data:`SCRIPT_NAMES` is the list
+    of builders.
+    """
+    name = build.__name__
+    _BUILDERS.append(name)
+
+    @functools.wraps(build)
+    def named(*args: _P.args, **kwargs: _P.kwargs) -> Built:
+        keys, argv = build(*args, **kwargs)
+        return Built(name, keys, argv)
+
+    return named
+
+
 class _Args:
-    """KEYS/ARGV builders, one per script; shared by sync and async wrappers."""
+    """KEYS/ARGV builders, one per script; shared by sync and async wrappers.
+
+    Each is checked against its script's KEYS/ARGV header by
+    ``tests/lua/test_headers.py``.
+    """
 
     def __init__(self, keys: Keys, history_max: int) -> None:
         self.keys = keys
         self.hmax = history_max
 
+    @_script
     def admit(self, bucket: str, interval_ms: float, burst: int) -> tuple[list[str], list[Any]]:
         return [self.keys.rate(bucket)], [interval_ms, burst]
 
-    def dispatch(
-        self,
-        task_id: str,
-        task_name: str,
-        queue: str,
-        envelope: bytes,
-        message_template: str,
-        delivery_tag: str,
-        now: int,
-        due: int,
-        fingerprint: str = "",
-        rate_bucket: str = "",
-        interval_ms: float = 0.0,
-        burst: int = 1,
-        max_depth: int = 0,
-        depth_retry_ms: int = 1000,
-    ) -> tuple[list[str], list[Any]]:
-        tk = self.keys.task(task_id)
+    @_script
+    def dispatch(self, t: NewTask) -> tuple[list[str], list[Any]]:
+        tk = self.keys.task(t.task_id)
         return (
-            [tk.job, tk.hist, self.keys.queue(queue), self.keys.schedule, self.keys.dlq, tk.done,
-             self.keys.rate(rate_bucket or task_name), self.keys.stats(now), self.keys.queues],
-            [task_id, task_name, queue, envelope, message_template, delivery_tag, now, due,
-             self.hmax, fingerprint, interval_ms, burst, max_depth, depth_retry_ms, STATS_TTL_S],
+            [tk.job, tk.hist, self.keys.queue(t.queue), self.keys.schedule, self.keys.dlq, tk.done,
+             self.keys.rate(t.rate_bucket or t.task_name), self.keys.stats(t.now),
+             self.keys.queues],
+            [t.task_id, t.task_name, t.queue, t.envelope, t.message_template, t.delivery_tag,
+             t.now, t.due, self.hmax, t.fingerprint, t.interval_ms, t.burst, t.max_depth,
+             t.depth_retry_ms, STATS_TTL_S],
         )  # fmt: skip
 
-    def dispatch_batch(self, items: Sequence[Sequence[Any]]) -> tuple[list[str], list[Any]]:
+    def dispatch_batch(self, items: Sequence[NewTask]) -> Built:
         # dispatch.lua takes one task's KEYS and ARGV after another.
         keys: list[str] = []
         argv: list[Any] = []
         for item in items:
-            k, a = self.dispatch(*item)
+            script, k, a = self.dispatch(item)
             keys += k
             argv += a
-        return keys, argv
+        return Built(script, keys, argv)
 
+    @_script
     def claim(
         self,
         task_id: str,
@@ -204,6 +235,7 @@ class _Args:
              k.job_prefix],
         )  # fmt: skip
 
+    @_script
     def release(self, task_id: str, task_name: str, fence: int) -> tuple[list[str], list[Any]]:
         k = self.keys
         return (
@@ -211,10 +243,12 @@ class _Args:
             [task_id, fence, k.job_prefix],
         )
 
+    @_script
     def reserve(self, task_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return [tk.job, tk.hist, self.keys.owned(owner)], [task_id, owner, now, self.hmax]
 
+    @_script
     def complete(
         self, task_id: str, fence: int, result: bytes, now: int, ttl: int, owner: str
     ) -> tuple[list[str], list[Any]]:
@@ -224,6 +258,7 @@ class _Args:
             [fence, result, now, ttl, self.hmax, task_id, STATS_TTL_S],
         )
 
+    @_script
     def fail(
         self,
         task_id: str,
@@ -242,6 +277,7 @@ class _Args:
             [task_id, fence, now, retry_due, reason, error, traceback, self.hmax, STATS_TTL_S],
         )  # fmt: skip
 
+    @_script
     def dead_letter(
         self, task_id: str, now: int, reason: str, error: str, fence: int | None, owner: str
     ) -> tuple[list[str], list[Any]]:
@@ -252,6 +288,7 @@ class _Args:
             [task_id, now, reason, error, self.hmax, "" if fence is None else fence, STATS_TTL_S],
         )  # fmt: skip
 
+    @_script
     def defer(
         self,
         task_id: str,
@@ -271,6 +308,7 @@ class _Args:
              versions[1], error, self.hmax, STATS_TTL_S],
         )  # fmt: skip
 
+    @_script
     def resurrect(
         self,
         task_id: str,
@@ -291,9 +329,11 @@ class _Args:
              self.hmax, "" if pid is None else pid, STATS_TTL_S],
         )  # fmt: skip
 
+    @_script
     def leader(self, candidate: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.leader], [candidate, ttl_ms]
 
+    @_script
     def dlq_release(
         self, task_id: str, queue: str, now: int, delivery_tag: str
     ) -> tuple[list[str], list[Any]]:
@@ -303,16 +343,20 @@ class _Args:
             [task_id, now, delivery_tag, self.hmax, queue, STATS_TTL_S],
         )
 
+    @_script
     def dlq_purge(self, task_id: str) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return [tk.job, tk.hist, tk.done, self.keys.dlq], [task_id]
 
+    @_script
     def lock_acquire(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.lock(key), self.keys.lock_fence(key)], [token, ttl_ms]
 
+    @_script
     def lock_release(self, key: str, token: str, ttl_ms: int) -> tuple[list[str], list[Any]]:
         return [self.keys.lock(key)], [token, ttl_ms]
 
+    @_script
     def republish(
         self, task_id: str, queue: str, now: int, delivery_tag: str
     ) -> tuple[list[str], list[Any]]:
@@ -322,6 +366,7 @@ class _Args:
             [now, delivery_tag, self.hmax, task_id],
         )
 
+    @_script
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str
     ) -> tuple[list[str], list[Any]]:
@@ -331,17 +376,23 @@ class _Args:
             [task_id, now, delivery_tag, self.hmax],
         )
 
+    @_script
     def checkpoint(
         self, task_id: str, fence: int, progress: bytes, now: int
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return [tk.job, tk.hist], [fence, progress, now, self.hmax]
 
+    @_script
     def soft_timeout(
         self, task_id: str, fence: int, now: int, seconds: float
     ) -> tuple[list[str], list[Any]]:
         tk = self.keys.task(task_id)
         return [tk.job, tk.hist], [fence, now, seconds, self.hmax]
+
+
+SCRIPT_NAMES = tuple(sorted(_BUILDERS))
+"""Every script, by the name of its builder (and its ``.lua`` file)."""
 
 
 class Scripts:
@@ -354,11 +405,11 @@ class Scripts:
         self._local = threading.local()
         self._dedicated: list[Any] = []  # every thread's connection, closed by close()
 
-    def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
-        keys, argv = built
+    def _call(self, built: Built, client: Any = None) -> Any:
+        name, keys, argv = built
         return self._scripts[name](keys=keys, args=argv, client=client or self.client)
 
-    def _direct(self, name: str, built: tuple[list[str], list[Any]]) -> Any:
+    def _direct(self, built: Built) -> Any:
         """:meth:`_call` on this thread's own connection, outside the client's pool.
 
         For the calls every task makes in a worker (``claim``, ``complete``):
@@ -368,7 +419,7 @@ class Scripts:
         (redis-py's connection closes itself on it) and the caller's retry
         reconnects the same connection object.
         """
-        keys, argv = built
+        name, keys, argv = built
         conn = self._local.__dict__.get("conn")
         if conn is None or self._local.pid != os.getpid():
             pool = self.client.connection_pool
@@ -403,28 +454,27 @@ class Scripts:
     def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
         """Take one call from the rate limit ``bucket`` (``admit.lua``): 0 when
         admitted, else the milliseconds until the same call would be."""
-        raw = self._call("admit", self.args.admit(bucket, interval_ms, burst))
+        raw = self._call(self.args.admit(bucket, interval_ms, burst))
         return 0 if int(raw[0]) else int(raw[1])
 
-    def dispatch(self, *a: Any) -> tuple[bool, str]:
+    def dispatch(self, task: NewTask) -> tuple[bool, str]:
         """Journal and publish one task; ``(created, state)`` (state ``CONFLICT``
         for an idempotency key reused with other arguments)."""
-        raw = self._call("dispatch", self.args.dispatch(*a))
+        raw = self._call(self.args.dispatch(task))
         return bool(int(raw[0])), text(raw[1])
 
-    def dispatch_raw(self, *a: Any) -> list[Any]:
+    def dispatch_raw(self, task: NewTask) -> list[Any]:
         """Journal and publish one task; the script's whole reply (see dispatch.lua)."""
-        return list(self._call("dispatch", self.args.dispatch(*a)))
+        return list(self._call(self.args.dispatch(task)))
 
-    def dispatch_in(self, pipe: Any, *a: Any) -> None:
+    def dispatch_in(self, pipe: Any, task: NewTask) -> None:
         """Queue a dispatch on a pipeline (the caller executes it)."""
-        self._call("dispatch", self.args.dispatch(*a), pipe)
+        self._call(self.args.dispatch(task), pipe)
 
-    def dispatch_many_in(self, pipe: Any, items: Sequence[Sequence[Any]]) -> None:
-        """Queue one dispatch.lua call for all of ``items`` (each the arguments of
-        :meth:`dispatch`) on a pipeline; its reply is the list of their replies,
-        or the one reply for a single item."""
-        self._call("dispatch", self.args.dispatch_batch(items), pipe)
+    def dispatch_many_in(self, pipe: Any, items: Sequence[NewTask]) -> None:
+        """Queue one dispatch.lua call for all of ``items`` on a pipeline; its
+        reply is the list of their replies, or the one reply for a single item."""
+        self._call(self.args.dispatch_batch(items), pipe)
 
     def claim(
         self,
@@ -448,24 +498,24 @@ class Scripts:
         built = self.args.claim(
             task_id, owner, now, pid, token, task_name, max_concurrency, recheck_ms
         )
-        return _claim_result(self._direct("claim", built))
+        return _claim_result(self._direct(built))
 
     def release(self, task_id: str, task_name: str, fence: int) -> tuple[str, str] | None:
         """Free the max_concurrency slot held under ``fence``; the oldest live
         waiter as ``(id, queue)``, for the caller to re-publish, or None."""
-        raw = self._call("release", self.args.release(task_id, task_name, fence))
+        raw = self._call(self.args.release(task_id, task_name, fence))
         return (text(raw[0]), text(raw[1])) if raw else None
 
     def reserve(self, task_id: str, owner: str, now: int) -> str:
         """Mark a received, not yet started task as owned by ``owner``; the new state."""
-        return text(self._call("reserve", self.args.reserve(task_id, owner, now)))
+        return text(self._call(self.args.reserve(task_id, owner, now)))
 
     def complete(
         self, task_id: str, fence: int, result: bytes, now: int, ttl: int, owner: str = ""
     ) -> bool:
         """Commit a success under ``fence``; False when the fence is stale."""
         built = self.args.complete(task_id, fence, result, now, ttl, owner)
-        return bool(self._direct("complete", built))
+        return bool(self._direct(built))
 
     def fail(
         self,
@@ -480,7 +530,7 @@ class Scripts:
     ) -> int:
         """Record a failed attempt: 1 retry scheduled, 2 dead-lettered, 0 stale fence."""
         built = self.args.fail(task_id, fence, now, retry_due, reason, error, traceback, owner)
-        return int(self._call("fail", built))
+        return int(self._call(built))
 
     def dead_letter(
         self,
@@ -493,7 +543,7 @@ class Scripts:
     ) -> bool:
         """Move a task that cannot run to the DLQ; False when its state forbids it."""
         built = self.args.dead_letter(task_id, now, reason, error, fence, owner)
-        return bool(int(self._call("dead_letter", built)[0]))
+        return bool(int(self._call(built)[0]))
 
     def defer(
         self,
@@ -519,7 +569,7 @@ class Scripts:
         built = self.args.defer(
             task_id, fence, now, owner, delays_ms, max_defer_ms, versions, error
         )
-        raw = self._call("defer", built)
+        raw = self._call(built)
         return int(raw[0]), int(raw[1])
 
     def resurrect(
@@ -551,28 +601,26 @@ class Scripts:
             worker_death_limit,
             pid,
         )
-        raw = self._call("resurrect", built, client)
+        raw = self._call(built, client)
         return raw if client is not None else [text(raw[0]), text(raw[1])]
 
     def republish(
         self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
     ) -> Any:
         """Publish again a PENDING, unowned task whose message went astray."""
-        return self._call(
-            "republish", self.args.republish(task_id, queue, now, delivery_tag), client
-        )
+        return self._call(self.args.republish(task_id, queue, now, delivery_tag), client)
 
     def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
         """Take lock ``key``: its fence (> 0), or minus the ms until the holder's expires."""
-        return int(self._call("lock_acquire", self.args.lock_acquire(key, token, ttl_ms)))
+        return int(self._call(self.args.lock_acquire(key, token, ttl_ms)))
 
     def lock_release(self, key: str, token: str, ttl_ms: int = 0) -> bool:
         """Release (``ttl_ms`` 0) or extend lock ``key``; False when no longer held."""
-        return bool(self._call("lock_release", self.args.lock_release(key, token, ttl_ms)))
+        return bool(self._call(self.args.lock_release(key, token, ttl_ms)))
 
     def leader(self, candidate: str, ttl_ms: int) -> bool:
         """Take or keep the resurrector lock; True when ``candidate`` holds it."""
-        return bool(self._call("leader", self.args.leader(candidate, ttl_ms)))
+        return bool(self._call(self.args.leader(candidate, ttl_ms)))
 
     def dlq_release(
         self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
@@ -581,28 +629,28 @@ class Scripts:
         journal names); an :class:`Outcome` whose detail is the new fence, or
         the state that refused it (the raw reply when queued on a pipeline)."""
         built = self.args.dlq_release(task_id, queue, now, delivery_tag)
-        raw = self._call("dlq_release", built, client)
+        raw = self._call(built, client)
         return raw if client is not None else outcome(raw)
 
     def dlq_purge(self, task_id: str, client: Any = None) -> Any:
         """Delete a DEAD task's journal and DLQ entry; an :class:`Outcome` (the
         raw reply when queued on a pipeline)."""
-        raw = self._call("dlq_purge", self.args.dlq_purge(task_id), client)
+        raw = self._call(self.args.dlq_purge(task_id), client)
         return raw if client is not None else outcome(raw)
 
     def requeue(
         self, task_id: str, queue: str, now: int, delivery_tag: str, client: Any = None
     ) -> Any:
-        return self._call("requeue", self.args.requeue(task_id, queue, now, delivery_tag), client)
+        return self._call(self.args.requeue(task_id, queue, now, delivery_tag), client)
 
     def checkpoint(self, task_id: str, fence: int, progress: bytes, now: int) -> bool:
-        return bool(self._call("checkpoint", self.args.checkpoint(task_id, fence, progress, now)))
+        return bool(self._call(self.args.checkpoint(task_id, fence, progress, now)))
 
     def soft_timeout(self, task_id: str, fence: int, now: int, seconds: float) -> bool:
         """Note that the attempt under ``fence`` passed its soft timeout of
         ``seconds``; False when it no longer holds the task."""
         built = self.args.soft_timeout(task_id, fence, now, seconds)
-        return bool(self._call("soft_timeout", built))
+        return bool(self._call(built))
 
 
 class AsyncScripts:
@@ -613,35 +661,36 @@ class AsyncScripts:
         self.args = _Args(keys, history_max)
         self._scripts = {n: client.register_script(program(n)) for n in SCRIPT_NAMES}
 
-    async def _call(self, name: str, built: tuple[list[str], list[Any]], client: Any = None) -> Any:
-        keys, argv = built
+    async def _call(self, built: Built, client: Any = None) -> Any:
+        name, keys, argv = built
         return await self._scripts[name](keys=keys, args=argv, client=client or self.client)
 
     async def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
         """Async :meth:`Scripts.admit`."""
-        raw = await self._call("admit", self.args.admit(bucket, interval_ms, burst))
+        raw = await self._call(self.args.admit(bucket, interval_ms, burst))
         return 0 if int(raw[0]) else int(raw[1])
 
-    async def dispatch(self, *a: Any) -> tuple[bool, str]:
-        raw = await self._call("dispatch", self.args.dispatch(*a))
+    async def dispatch(self, task: NewTask) -> tuple[bool, str]:
+        """Async :meth:`Scripts.dispatch`."""
+        raw = await self._call(self.args.dispatch(task))
         return bool(int(raw[0])), text(raw[1])
 
-    async def dispatch_raw(self, *a: Any) -> list[Any]:
+    async def dispatch_raw(self, task: NewTask) -> list[Any]:
         """Async :meth:`Scripts.dispatch_raw`."""
-        return list(await self._call("dispatch", self.args.dispatch(*a)))
+        return list(await self._call(self.args.dispatch(task)))
 
-    async def dispatch_in(self, pipe: Any, *a: Any) -> None:
+    async def dispatch_in(self, pipe: Any, task: NewTask) -> None:
         """Queue a dispatch on an async pipeline (the caller executes it)."""
-        await self._call("dispatch", self.args.dispatch(*a), pipe)
+        await self._call(self.args.dispatch(task), pipe)
 
-    async def dispatch_many_in(self, pipe: Any, items: Sequence[Sequence[Any]]) -> None:
+    async def dispatch_many_in(self, pipe: Any, items: Sequence[NewTask]) -> None:
         """Async :meth:`Scripts.dispatch_many_in`."""
-        await self._call("dispatch", self.args.dispatch_batch(items), pipe)
+        await self._call(self.args.dispatch_batch(items), pipe)
 
     async def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
         """Async :meth:`Scripts.lock_acquire`."""
-        return int(await self._call("lock_acquire", self.args.lock_acquire(key, token, ttl_ms)))
+        return int(await self._call(self.args.lock_acquire(key, token, ttl_ms)))
 
     async def lock_release(self, key: str, token: str, ttl_ms: int = 0) -> bool:
         """Async :meth:`Scripts.lock_release`."""
-        return bool(await self._call("lock_release", self.args.lock_release(key, token, ttl_ms)))
+        return bool(await self._call(self.args.lock_release(key, token, ttl_ms)))

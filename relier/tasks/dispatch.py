@@ -21,6 +21,7 @@ from relier.errors import AdmissionRejectedError, ConfigurationError, Idempotenc
 from relier.journal.connection import translate_errors, translate_errors_async
 from relier.journal.envelope import encode_call
 from relier.journal.message import message_template, new_delivery_tag, random_uuid
+from relier.journal.scripts import NewTask
 from relier.journal.states import text
 from relier.tasks.handle import TaskHandle
 from relier.telemetry import Dispatch, trace_context
@@ -112,8 +113,8 @@ def _idempotency(
     return key, f"i-{digest}", fingerprint
 
 
-def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, ...]:
-    """The arguments of dispatch.lua for ``call`` (see :meth:`Scripts.dispatch`).
+def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> NewTask:
+    """What dispatch.lua is to do for ``call`` (see :meth:`Scripts.dispatch`).
 
     Everything is checked here, before Redis is touched: the arguments
     against the signature and hints, their JSON form, the payload size.
@@ -134,51 +135,34 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> tuple[Any, .
         max_bytes=settings.max_payload_bytes, key=keys[0] if keys else None,
     )  # fmt: skip
     due = now + round(opts.countdown * 1000) if opts.countdown else 0
-    prepared = (
-        task_id,
-        task.name,
-        queue,
-        data,
-        message_template(task_id, task.name, queue),
-        new_delivery_tag(),
-        now,
-        due,
-        fingerprint,
-    )
-    if not task.admission.active:
-        return prepared
-    return prepared + _admission_args(relier, task, args, kwargs)
-
-
-def _admission_args(
-    relier: Relier, task: RlTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
-) -> tuple[Any, ...]:
+    template = message_template(task_id, task.name, queue)
+    tag = new_delivery_tag()
     adm = task.admission
-    bucket = adm.bucket(task.name, args, kwargs) if adm.interval_ms else ""
-    return (
-        bucket,
-        adm.interval_ms,
-        adm.burst,
-        adm.max_queue_depth,
-        round(relier.settings.depth_retry_after * 1000),
-    )
+    if not adm.active:
+        return NewTask(task_id, task.name, queue, data, template, tag, now, due, fingerprint)
+    return NewTask(
+        task_id, task.name, queue, data, template, tag, now, due, fingerprint,
+        rate_bucket=adm.bucket(task.name, args, kwargs) if adm.interval_ms else "",
+        interval_ms=adm.interval_ms,
+        burst=adm.burst,
+        max_depth=adm.max_queue_depth,
+        depth_retry_ms=round(settings.depth_retry_after * 1000),
+    )  # fmt: skip
 
 
-def _handle(
-    relier: Relier, task: RlTask[Any, Any], prepared: tuple[Any, ...], reply: Any
-) -> TaskHandle:
+def _handle(relier: Relier, task: RlTask[Any, Any], prepared: NewTask, reply: Any) -> TaskHandle:
     """The handle for a dispatch reply; raises for a conflict or a rejection."""
     created, state = bool(int(reply[0])), text(reply[1])
     if not created and state == "CONFLICT":
-        key = json.loads(prepared[3]).get("ik", "")
-        raise IdempotencyConflictError(task.name, key, prepared[0])
+        key = json.loads(prepared.envelope).get("ik", "")
+        raise IdempotencyConflictError(task.name, key, prepared.task_id)
     if not created and state == "REJECTED":
         raise AdmissionRejectedError(task.name, int(reply[2]) / 1000, text(reply[3]))
-    return TaskHandle(relier, prepared[0], task.name, created)
+    return TaskHandle(relier, prepared.task_id, task.name, created)
 
 
 def _collect(
-    relier: Relier, task: RlTask[Any, Any], prepared: list[tuple[Any, ...]], replies: list[Any]
+    relier: Relier, task: RlTask[Any, Any], prepared: list[NewTask], replies: list[Any]
 ) -> list[TaskHandle]:
     """Handles for a batch; one AdmissionRejectedError after it for refused calls."""
     handles: list[TaskHandle | None] = []
@@ -214,7 +198,7 @@ def _as_calls(calls: Iterable[Call | Sequence[Any]], options: CallOptions) -> li
     return out
 
 
-def _batches(prepared: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+def _batches(prepared: list[NewTask]) -> list[list[NewTask]]:
     return [prepared[i : i + _BATCH] for i in range(0, len(prepared), _BATCH)]
 
 
@@ -238,7 +222,7 @@ def push(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandle:
     with Dispatch(task.name, "push") as telemetry:
         prepared = _prepare(relier, task, call)
         with translate_errors(relier.settings.redis_url):
-            reply = relier.scripts.dispatch_raw(*prepared)
+            reply = relier.scripts.dispatch_raw(prepared)
         telemetry.done([prepared], [reply])
         return _handle(relier, task, prepared, reply)
 
@@ -248,7 +232,7 @@ async def apush(relier: Relier, task: RlTask[Any, Any], call: Call) -> TaskHandl
     with Dispatch(task.name, "push") as telemetry:
         prepared = _prepare(relier, task, call)
         async with translate_errors_async(relier.settings.redis_url):
-            reply = await (await relier.ascripts()).dispatch_raw(*prepared)
+            reply = await (await relier.ascripts()).dispatch_raw(prepared)
         telemetry.done([prepared], [reply])
         return _handle(relier, task, prepared, reply)
 

@@ -50,7 +50,7 @@ from relier.errors import AdmissionRejectedError
 from relier.journal.states import text
 
 if TYPE_CHECKING:
-    pass
+    from relier.journal.scripts import NewTask
 
 __all__ = [
     "EVENTS",
@@ -291,14 +291,14 @@ class Dispatch:
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.end()
 
-    def done(self, prepared: Sequence[Sequence[Any]], replies: Sequence[Any]) -> None:
+    def done(self, prepared: Sequence[NewTask], replies: Sequence[Any]) -> None:
         """Count what ``dispatch.lua`` replied for each prepared call."""
         if not _enabled:
             return
         elapsed = time.perf_counter() - self._t0
         made = instruments()
         if len(prepared) == 1:  # a push: the common case, kept lean
-            queue = prepared[0][2]
+            queue = prepared[0].queue
             attrs = {TASK: self._name, QUEUE: queue}
             made.dispatch_duration.record(elapsed, attrs)
             reply = replies[0]
@@ -314,10 +314,10 @@ class Dispatch:
         rejected: Counter[tuple[str, str]] = Counter()
         for item, reply in zip(prepared, replies, strict=True):
             if int(reply[0]):
-                created[item[2]] += 1
+                created[item.queue] += 1
             elif text(reply[1]) == "REJECTED":
-                rejected[item[2], text(reply[3])] += 1
-        queues = {item[2] for item in prepared}
+                rejected[item.queue, text(reply[3])] += 1
+        queues = {item.queue for item in prepared}
         for queue in queues:
             made.dispatch_duration.record(elapsed, {TASK: self._name, QUEUE: queue})
         for queue, n in created.items():
@@ -327,7 +327,7 @@ class Dispatch:
         if self._span is not None:
             self._describe(prepared, queues, sum(created.values()))
 
-    def _describe(self, prepared: Sequence[Sequence[Any]], queues: Iterable[str], n: int) -> None:
+    def _describe(self, prepared: Sequence[NewTask], queues: Iterable[str], n: int) -> None:
         span = self._span
         if not span.is_recording() or not prepared:
             return
@@ -339,8 +339,8 @@ class Dispatch:
             "relier.task.name": self._name,
         }
         if len(prepared) == 1:
-            attributes["messaging.message.id"] = prepared[0][0]
-            attributes["relier.task.id"] = prepared[0][0]
+            attributes["messaging.message.id"] = prepared[0].task_id
+            attributes["relier.task.id"] = prepared[0].task_id
             attributes["relier.created"] = bool(n)
         else:
             attributes["messaging.batch.message_count"] = len(prepared)

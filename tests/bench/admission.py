@@ -89,7 +89,7 @@ def _cases(relier: Relier, outcomes: dict[str, Counter[str]]) -> dict[str, Calla
     scripts, lua = relier.scripts, outcomes[LUA_REJECTED]
 
     def lua_rejected(i: int) -> None:
-        lua[scripts.dispatch_raw(*prepared)[1].decode()] += 1
+        lua[scripts.dispatch_raw(prepared)[1].decode()] += 1
 
     return {
         RAW: lambda i: client.evalsha(sha, 0),

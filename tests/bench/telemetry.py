@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from relier import Relier, load_settings, telemetry
+from relier.journal.scripts import NewTask
 
 from . import relier_app
 from ._harness import (
@@ -61,7 +62,7 @@ def _push(on: bool) -> Any:
 def _hooks_alone(n: int) -> float:
     """µs per push of the hooks' own work, without Redis (the reply is made up)."""
     telemetry.set_enabled(True)
-    item = ("id", "bench.noop", "celery")
+    item = NewTask("id", "bench.noop", "celery", b"{}", "", "tag", 0, 0)
     reply = [1, b"PENDING"]
     started = time.perf_counter()
     for _ in range(n):

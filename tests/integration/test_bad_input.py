@@ -15,6 +15,7 @@ from relier import PayloadValidationError, Relier, TaskFailedError, TaskHandle, 
 from relier.clock import now_ms
 from relier.journal.envelope import Envelope, encode
 from relier.journal.message import message_template, new_delivery_tag
+from relier.journal.scripts import NewTask
 from relier.testing import CliRunner, RedisServer, WorkerFactory
 from tests.integration.apps import basic
 
@@ -44,7 +45,8 @@ def _journal_raw_call(rl: Relier, task: str, args: list[object]) -> TaskHandle:
     now = now_ms()
     env = encode(Envelope(id=task_id, task=task, args=args, kwargs={}, ts=now), max_bytes=1 << 20)
     tpl = message_template(task_id, task, "celery")
-    assert rl.scripts.dispatch(task_id, task, "celery", env, tpl, new_delivery_tag(), now, 0)[0]
+    new = NewTask(task_id, task, "celery", env, tpl, new_delivery_tag(), now, 0)
+    assert rl.scripts.dispatch(new)[0]
     return TaskHandle(rl, task_id, task)
 
 

@@ -30,6 +30,7 @@ from relier import Relier, TaskFailedError, TaskHandle
 from relier.clock import now_ms
 from relier.hub import reset
 from relier.journal.message import TEMPLATE_TAIL, message_template, new_delivery_tag
+from relier.journal.scripts import NewTask
 from relier.ops.dlq import read_history
 from relier.testing import WorkerFactory, WorkerProcess
 from tests.integration.apps import basic
@@ -83,7 +84,7 @@ def journal(
     now = now_ms()
     due = now + countdown_ms if countdown_ms else 0
     created, _ = rl.scripts.dispatch(
-        task_id, task, QUEUE, env, template, new_delivery_tag(), now, due
+        NewTask(task_id, task, QUEUE, env, template, new_delivery_tag(), now, due)
     )
     assert created
     return task_id

@@ -14,7 +14,7 @@ import redis
 from relier.journal.envelope import Envelope, encode
 from relier.journal.keys import Keys
 from relier.journal.message import message_template
-from relier.journal.scripts import Scripts
+from relier.journal.scripts import NewTask, Scripts
 
 HMAX = 10
 NAME = "tests.lua.task"
@@ -24,7 +24,7 @@ KEYS = Keys()
 def pending(scripts: Scripts, task_id: str = "t1", *, queue: str = "q", due: int = 0) -> None:
     env = encode(Envelope(id=task_id, task=NAME, args=[1], kwargs={}, ts=1), max_bytes=4096)
     tpl = message_template(task_id, NAME, queue)
-    assert scripts.dispatch(task_id, NAME, queue, env, tpl, "tag0", 1_000, due)[0]
+    assert scripts.dispatch(NewTask(task_id, NAME, queue, env, tpl, "tag0", 1_000, due))[0]
 
 
 def running(scripts: Scripts) -> int:

@@ -128,5 +128,5 @@ def test_refusal_names_the_state(scripts: Scripts, client: redis.Redis) -> None:
     pending(scripts)
     scripts.claim("t1", "w1/1", 2_000)
     for task_id, state in (("gone", b"MISSING"), ("t1", b"RUNNING")):
-        keys, argv = scripts.args.dead_letter(task_id, 5_000, "unknown_task", "x", None, "w1")
+        _, keys, argv = scripts.args.dead_letter(task_id, 5_000, "unknown_task", "x", None, "w1")
         assert client.evalsha(sha, len(keys), *keys, *argv) == [0, state]

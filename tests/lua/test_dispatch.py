@@ -11,7 +11,7 @@ import redis
 from relier.journal.envelope import Envelope, decode, encode
 from relier.journal.keys import Keys
 from relier.journal.message import message_template
-from relier.journal.scripts import Scripts, load_all
+from relier.journal.scripts import NewTask, Scripts, load_all
 from tests.lua.journal import HMAX, KEYS, history
 
 NAME = "tests.lua.dispatch_task"
@@ -26,14 +26,16 @@ def dispatch(
     tag: str = "tag-1", env: bytes | None = None,
 ) -> tuple[bool, str]:  # fmt: skip
     return scripts.dispatch(
-        task_id,
-        NAME,
-        queue,
-        env if env is not None else envelope(task_id, 1, 2),
-        message_template(task_id, NAME, queue),
-        tag,
-        now,
-        due,
+        NewTask(
+            task_id,
+            NAME,
+            queue,
+            env if env is not None else envelope(task_id, 1, 2),
+            message_template(task_id, NAME, queue),
+            tag,
+            now,
+            due,
+        )
     )
 
 
@@ -123,8 +125,8 @@ def test_per_task_keys_carry_no_ttl(scripts: Scripts, client: redis.Redis) -> No
 
 def test_raw_evalsha_matches_the_typed_wrapper(scripts: Scripts, client: redis.Redis) -> None:
     sha = load_all(client)["dispatch"]
-    keys, argv = scripts.args.dispatch(
-        "raw", NAME, "q", envelope("raw"), message_template("raw", NAME, "q"), "tag", 7, 0
+    _, keys, argv = scripts.args.dispatch(
+        NewTask("raw", NAME, "q", envelope("raw"), message_template("raw", NAME, "q"), "tag", 7, 0)
     )
     assert client.evalsha(sha, len(keys), *keys, *argv) == [1, b"PENDING"]
     assert client.evalsha(sha, len(keys), *keys, *argv) == [0, b"PENDING"]
@@ -142,7 +144,9 @@ def test_queue_key_honours_kombu_global_keyprefix(client: redis.Redis) -> None:
 def test_one_call_dispatches_a_batch_as_each_alone(scripts: Scripts, client: redis.Redis) -> None:
     dispatch(scripts, "old")
     items = [
-        (t, NAME, "q", envelope(t, 1), message_template(t, NAME, "q"), f"tag-{t}", 2_000, due)
+        NewTask(
+            t, NAME, "q", envelope(t, 1), message_template(t, NAME, "q"), f"tag-{t}", 2_000, due
+        )
         for t, due in (("b1", 0), ("old", 0), ("b2", 9_000), ("b3", 0))
     ]
     with client.pipeline(transaction=False) as pipe:
@@ -163,7 +167,7 @@ def test_one_call_dispatches_a_batch_as_each_alone(scripts: Scripts, client: red
 def test_a_batch_of_one_replies_like_a_single_dispatch(
     scripts: Scripts, client: redis.Redis
 ) -> None:
-    item = ("s1", NAME, "q", envelope("s1"), message_template("s1", NAME, "q"), "tag", 7, 0)
+    item = NewTask("s1", NAME, "q", envelope("s1"), message_template("s1", NAME, "q"), "tag", 7, 0)
     with client.pipeline(transaction=False) as pipe:
         scripts.dispatch_many_in(pipe, [item])
         assert pipe.execute() == [[1, b"PENDING"]]

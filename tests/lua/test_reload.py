@@ -12,13 +12,13 @@ import redis.exceptions
 
 from relier.journal.envelope import Envelope, encode
 from relier.journal.message import message_template
-from relier.journal.scripts import SCRIPT_NAMES, AsyncScripts, Scripts, load_all
+from relier.journal.scripts import SCRIPT_NAMES, AsyncScripts, NewTask, Scripts, load_all
 from tests.lua.journal import HMAX, KEYS, NAME
 
 
-def args(task_id: str) -> tuple[Any, ...]:
+def args(task_id: str) -> NewTask:
     env = encode(Envelope(id=task_id, task=NAME, args=[], kwargs={}, ts=1), max_bytes=4096)
-    return (task_id, NAME, "q", env, message_template(task_id, NAME, "q"), "tag", 1_000, 0)
+    return NewTask(task_id, NAME, "q", env, message_template(task_id, NAME, "q"), "tag", 1_000, 0)
 
 
 def test_raw_evalsha_fails_after_flush(client: redis.Redis) -> None:
@@ -33,7 +33,7 @@ def test_raw_evalsha_fails_after_flush(client: redis.Redis) -> None:
 
 def test_sync_scripts_reload_after_flush(client: redis.Redis) -> None:
     scripts = Scripts(client, KEYS, HMAX)
-    assert scripts.dispatch(*args("t1")) == (True, "PENDING")
+    assert scripts.dispatch(args("t1")) == (True, "PENDING")
     client.script_flush()
     assert scripts.claim("t1", "w/1", 2_000).run
     client.script_flush()
@@ -45,11 +45,11 @@ def test_sync_scripts_reload_after_flush(client: redis.Redis) -> None:
 
 def test_sync_pipeline_reloads_after_flush(client: redis.Redis) -> None:
     scripts = Scripts(client, KEYS, HMAX)
-    scripts.dispatch(*args("t0"))
+    scripts.dispatch(args("t0"))
     client.script_flush()
     with client.pipeline(transaction=False) as pipe:
         for n in range(1, 4):
-            scripts.dispatch_in(pipe, *args(f"t{n}"))
+            scripts.dispatch_in(pipe, args(f"t{n}"))
         replies = pipe.execute()
     assert replies == [[1, b"PENDING"]] * 3
     assert client.llen(KEYS.queue("q")) == 4
@@ -60,13 +60,13 @@ def test_async_scripts_reload_after_flush(redis_server: Any, client: redis.Redis
         aclient = redis.asyncio.Redis.from_url(redis_server.url)
         try:
             scripts = AsyncScripts(aclient, KEYS, HMAX)
-            assert await scripts.dispatch(*args("t1")) == (True, "PENDING")
+            assert await scripts.dispatch(args("t1")) == (True, "PENDING")
             await aclient.script_flush()
-            assert await scripts.dispatch(*args("t2")) == (True, "PENDING")
+            assert await scripts.dispatch(args("t2")) == (True, "PENDING")
             await aclient.script_flush()
             async with aclient.pipeline(transaction=False) as pipe:
-                await scripts.dispatch_in(pipe, *args("t3"))
-                await scripts.dispatch_in(pipe, *args("t1"))
+                await scripts.dispatch_in(pipe, args("t3"))
+                await scripts.dispatch_in(pipe, args("t1"))
                 replies = await pipe.execute()
             assert replies == [[1, b"PENDING"], [0, b"PENDING"]]
         finally:

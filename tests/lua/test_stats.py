@@ -7,7 +7,7 @@ from typing import cast
 import redis
 
 from relier.journal.keys import STATS_TTL_S
-from relier.journal.scripts import Scripts
+from relier.journal.scripts import NewTask, Scripts
 from tests.lua.journal import KEYS, pending, running
 
 
@@ -28,7 +28,7 @@ def test_dispatch_counts_new_tasks_and_records_the_queue(
     pending(scripts, "t1", queue="q")
     pending(scripts, "t2", queue="emails")
     # A duplicate of an existing id writes nothing, so counts nothing.
-    assert not scripts.dispatch("t1", "n", "q", b"{}", "tpl", "tag", 1_000, 0)[0]
+    assert not scripts.dispatch(NewTask("t1", "n", "q", b"{}", "tpl", "tag", 1_000, 0))[0]
     assert counts(client, 1_000) == {"dispatched": 2}
     assert 0 < client.ttl(KEYS.stats(1_000)) <= STATS_TTL_S
     assert client.smembers(KEYS.queues) == {b"q", b"emails"}

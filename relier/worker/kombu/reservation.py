@@ -48,6 +48,7 @@ import redis.exceptions
 
 from relier.clock import now_ms
 from relier.journal.scripts import program
+from relier.registry import is_registered
 
 if TYPE_CHECKING:
     from relier.hub import Relier
@@ -69,8 +70,6 @@ class _Reserver:
     """Builds ``reserve.lua`` calls for one worker incarnation."""
 
     def __init__(self, relier: Relier, worker_id: str) -> None:
-        from relier.registry import is_registered
-
         self.relier = relier
         self.worker_id = worker_id
         self.sha = relier.scripts.sha("reserve")
@@ -87,7 +86,7 @@ class _Reserver:
             return None
         if not self.is_registered(name):
             return None
-        keys, argv = self.relier.scripts.args.reserve(task_id, self.worker_id, now_ms())
+        _, keys, argv = self.relier.scripts.args.reserve(task_id, self.worker_id, now_ms())
         return task_id, ("EVALSHA", self.sha, len(keys), *keys, *argv)
 
     def settled(self, task_id: str, reply: Any) -> None:
