@@ -7,17 +7,17 @@ signal, kill and restart. It is registered under the ``pytest11`` entry point, s
 
 Fixtures:
 
-``redis_server`` (session)
+``rl_redis`` (session)
     A private ``redis-server`` 7+ on a free 127.0.0.1 port in a temporary directory, with
     AOF on (``appendfsync everysec``), ``maxmemory-policy noeviction`` and no RDB snapshots:
     the settings Relier's preflight requires. The binary is ``$RELIER_TEST_REDIS_SERVER`` or
     ``redis-server`` on ``PATH``. A missing or too old binary *fails* the tests that need it
     (a missing service is an error, never a reason to skip). See :class:`RedisServer`.
-``redis_url`` (function)
+``rl_redis_url`` (function)
     ``FLUSHALL`` on the session server, then its URL: every test starts with empty databases.
-``relier_env`` (function)
+``rl_env`` (function)
     ``os.environ`` without inherited ``RELIER_*`` variables, plus
-    ``RELIER_REDIS_URL=<redis_url>`` and ``PYTHONUNBUFFERED=1``; pass it to subprocesses.
+    ``RELIER_REDIS_URL=<rl_redis_url>`` and ``PYTHONUNBUFFERED=1``; pass it to subprocesses.
 ``rl_worker`` (function)
     A :class:`WorkerFactory`: ``rl_worker("myproject.tasks")`` starts ``python -m relier
     worker`` in its own process group, waits for ``Relier worker ready`` in its log and
@@ -26,7 +26,7 @@ Fixtures:
     the report of a failed test.
 ``rl_cli`` (function)
     A :class:`CliRunner`: ``rl_cli("inflight", "--json")`` runs ``python -m relier ...`` with
-    ``relier_env`` and returns the ``subprocess.CompletedProcess`` with text output.
+    ``rl_env`` and returns the ``subprocess.CompletedProcess`` with text output.
 
 Worker and CLI subprocesses run with the pytest rootdir as working directory, so
 ``-A tests.integration.apps.basic`` imports modules from your project.
@@ -103,7 +103,7 @@ class RedisServer(LocalRedis):
         """Start another server on its own port and directory with extra arguments.
 
         The args are appended to the defaults, so they override them, e.g.
-        ``redis_server.start_extra("--appendonly", "no")``. It is stopped with this one at the
+        ``rl_redis.start_extra("--appendonly", "no")``. It is stopped with this one at the
         end of the session, or earlier with its own :meth:`stop`.
         """
         n = len(self._extras) + 1
@@ -122,7 +122,7 @@ class RedisServer(LocalRedis):
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def rl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server 7+ for the session (AOF on, noeviction), see module docs."""
     executable = _redis_executable()
     server: RedisServer | None = None
@@ -144,19 +144,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+def rl_redis_url(rl_redis: RedisServer) -> str:
     """The session server's URL, after ``FLUSHALL`` (restarting it if a test stopped it)."""
-    redis_server.start()
-    with redis_server.client() as client:
+    rl_redis.start()
+    with rl_redis.client() as client:
         client.flushall()
-    return redis_server.url
+    return rl_redis.url
 
 
 @pytest.fixture
-def relier_env(redis_url: str) -> dict[str, str]:
+def rl_env(rl_redis_url: str) -> dict[str, str]:
     """Environment for subprocesses: ``os.environ`` minus ``RELIER_*``, plus the test's URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELIER_")}
-    env["RELIER_REDIS_URL"] = redis_url
+    env["RELIER_REDIS_URL"] = rl_redis_url
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -276,7 +276,7 @@ class WorkerFactory:
             app_module: The module holding the Celery app and the tasks, importable from the
                 pytest rootdir (e.g. ``"tests.integration.apps.basic"``).
             *extra_args: More ``rl worker`` options, appended last.
-            env: The environment; defaults to ``relier_env``.
+            env: The environment; defaults to ``rl_env``.
             concurrency: ``--concurrency``.
             pool: ``--pool`` (``prefork``, ``threads``, ``solo``).
             queues: ``-Q``, comma-separated, when given.
@@ -334,10 +334,10 @@ _WORKERS = pytest.StashKey[list[WorkerProcess]]()
 
 @pytest.fixture
 def rl_worker(
-    request: pytest.FixtureRequest, relier_env: dict[str, str], tmp_path: Path
+    request: pytest.FixtureRequest, rl_env: dict[str, str], tmp_path: Path
 ) -> Iterator[WorkerFactory]:
     """Factory starting ``rl worker`` subprocesses, see :class:`WorkerFactory`."""
-    factory = WorkerFactory(relier_env, request.config.rootpath, tmp_path / "rl_worker")
+    factory = WorkerFactory(rl_env, request.config.rootpath, tmp_path / "rl_worker")
     request.node.stash[_WORKERS] = factory.workers
     try:
         yield factory
@@ -374,7 +374,7 @@ class CliRunner:
 
         Args:
             *args: The ``rl`` arguments, e.g. ``("status", "--json")``.
-            env: The environment; defaults to ``relier_env``.
+            env: The environment; defaults to ``rl_env``.
             timeout: Seconds before ``subprocess.TimeoutExpired`` is raised.
         """
         return subprocess.run(
@@ -390,6 +390,6 @@ class CliRunner:
 
 
 @pytest.fixture
-def rl_cli(request: pytest.FixtureRequest, relier_env: dict[str, str]) -> CliRunner:
-    """Runs ``python -m relier ...`` with ``relier_env``, see :class:`CliRunner`."""
-    return CliRunner(relier_env, request.config.rootpath)
+def rl_cli(request: pytest.FixtureRequest, rl_env: dict[str, str]) -> CliRunner:
+    """Runs ``python -m relier ...`` with ``rl_env``, see :class:`CliRunner`."""
+    return CliRunner(rl_env, request.config.rootpath)

@@ -48,8 +48,8 @@ def idem(n: int) -> int:
 
 
 @pytest.fixture
-def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+def rl(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
+    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
     reset()
     from relier import current
 
@@ -161,7 +161,7 @@ PRODUCER = textwrap.dedent(
 
 
 def test_20_per_second_holds_within_10_percent_over_5s_from_4_processes(
-    relier_env: dict[str, str], tmp_path: Path
+    rl_env: dict[str, str], tmp_path: Path
 ) -> None:
     script = tmp_path / "producer.py"
     script.write_text(PRODUCER)
@@ -169,7 +169,7 @@ def test_20_per_second_holds_within_10_percent_over_5s_from_4_processes(
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), str(start), "5"],
-            env=relier_env,
+            env=rl_env,
             stdout=subprocess.PIPE,
             text=True,
             cwd=os.getcwd(),

@@ -23,19 +23,19 @@ def noop() -> None:
 
 
 @pytest.fixture(autouse=True)
-def default_instance(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def default_instance(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("RELIER_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
     reset()
     yield
     reset()
 
 
 @pytest.fixture
-def settings(redis_url: str) -> RelierSettings:
-    return load_settings(redis_url=redis_url)
+def settings(rl_redis_url: str) -> RelierSettings:
+    return load_settings(redis_url=rl_redis_url)
 
 
 def other_db(url: str) -> str:
@@ -51,9 +51,9 @@ def celery(broker: str | None, **conf: Any) -> Celery:
 # --- current / bind / reset ------------------------------------------------------------
 
 
-def test_current_is_built_from_the_environment_once(redis_url: str) -> None:
+def test_current_is_built_from_the_environment_once(rl_redis_url: str) -> None:
     first = current()
-    assert first.settings.redis_url == redis_url
+    assert first.settings.redis_url == rl_redis_url
     assert current() is first
     reset()
     assert current() is not first
@@ -68,9 +68,9 @@ def test_bind_makes_the_app_the_default(settings: RelierSettings) -> None:
     assert app._relier is instance
 
 
-def test_bind_without_settings_keeps_the_current_settings(redis_url: str) -> None:
+def test_bind_without_settings_keeps_the_current_settings(rl_redis_url: str) -> None:
     before = current().settings
-    instance = bind(celery(redis_url))
+    instance = bind(celery(rl_redis_url))
     assert instance.settings is before
 
 
@@ -161,8 +161,8 @@ def test_default_celery_app_uses_the_journal_redis(settings: RelierSettings) -> 
         instance.close()
 
 
-def test_broker_url_setting_must_be_the_journal_redis(redis_url: str) -> None:
-    instance = Relier(load_settings(redis_url=redis_url, broker_url=other_db(redis_url)))
+def test_broker_url_setting_must_be_the_journal_redis(rl_redis_url: str) -> None:
+    instance = Relier(load_settings(redis_url=rl_redis_url, broker_url=other_db(rl_redis_url)))
     with pytest.raises(ConfigurationError, match="RELIER_REDIS_URL"):
         _ = instance.celery_app
 

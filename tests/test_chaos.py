@@ -90,8 +90,8 @@ def test_proxy_forwards_cuts_and_restores(echo_server: int) -> None:
 
 
 @pytest.fixture
-def hub(redis_url: str) -> Iterator[Relier]:
-    relier = Relier(load_settings(redis_url=redis_url))
+def hub(rl_redis_url: str) -> Iterator[Relier]:
+    relier = Relier(load_settings(redis_url=rl_redis_url))
     yield relier
     relier.close()
 
@@ -144,8 +144,8 @@ def test_redis_restart_does_not_apply_to_a_remote_redis() -> None:
         restart_plan(run)  # decided from the URL alone: nothing is sent to Redis
 
 
-def test_redis_restart_does_not_apply_without_aof(redis_server: RedisServer) -> None:
-    plain = redis_server.start_extra("--appendonly", "no")
+def test_redis_restart_does_not_apply_without_aof(rl_redis: RedisServer) -> None:
+    plain = rl_redis.start_extra("--appendonly", "no")
     run = chaos_run(plain.url)
     try:
         with pytest.raises(NotApplicable, match="appendonly no: a restart would lose its data"):
@@ -155,29 +155,29 @@ def test_redis_restart_does_not_apply_without_aof(redis_server: RedisServer) -> 
         plain.stop()
 
 
-def test_redis_restart_plan_rebuilds_the_command(redis_server: RedisServer) -> None:
-    run = chaos_run(redis_server.url)
+def test_redis_restart_plan_rebuilds_the_command(rl_redis: RedisServer) -> None:
+    run = chaos_run(rl_redis.url)
     try:
         pid, executable, command, cwd = restart_plan(run)
     finally:
         run.relier.close()
-    assert redis_server.proc is not None and pid == redis_server.proc.pid
+    assert rl_redis.proc is not None and pid == rl_redis.proc.pid
     assert executable.endswith(("redis-server", "redis-check-rdb"))
     assert command[0] == "redis-server"
     options = dict(zip(command[1::2], command[2::2], strict=False))
-    assert options["--port"] == str(redis_server.port)
-    assert options["--dir"] == str(redis_server.dir)
+    assert options["--port"] == str(rl_redis.port)
+    assert options["--dir"] == str(rl_redis.dir)
     assert options["--appendonly"] == "yes"
     assert options["--maxmemory-policy"] == "noeviction"
     assert command[-2:] == ["--daemonize", "no"]
-    assert cwd == str(redis_server.dir)
+    assert cwd == str(rl_redis.dir)
 
 
-def test_a_pid_is_signalled_only_if_it_is_this_redis(redis_server: RedisServer) -> None:
-    assert redis_server.proc is not None
-    assert _is_redis_process(redis_server.proc.pid, f":{redis_server.port}")
-    assert not _is_redis_process(redis_server.proc.pid, f":{redis_server.port + 1}")
-    assert not _is_redis_process(os.getpid(), f":{redis_server.port}")  # not a redis binary
+def test_a_pid_is_signalled_only_if_it_is_this_redis(rl_redis: RedisServer) -> None:
+    assert rl_redis.proc is not None
+    assert _is_redis_process(rl_redis.proc.pid, f":{rl_redis.port}")
+    assert not _is_redis_process(rl_redis.proc.pid, f":{rl_redis.port + 1}")
+    assert not _is_redis_process(os.getpid(), f":{rl_redis.port}")  # not a redis binary
     assert _is_local("localhost") and _is_local("127.0.0.1") and _is_local("127.1")
     assert not _is_local("redis.invalid")
 

@@ -55,9 +55,9 @@ def test_scan_notes_a_death_without_redis_and_poll_acts_on_it(default_relier: Re
 
 
 def test_death_seen_while_redis_is_down_is_acted_on_when_it_returns(
-    redis_server: RedisServer,
+    rl_redis: RedisServer,
 ) -> None:
-    server = redis_server.start_extra()
+    server = rl_redis.start_extra()
     relier = Relier(load_settings(redis_url=server.url))
     child = _sleeper()
     try:

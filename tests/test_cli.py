@@ -28,8 +28,8 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def unsafe_url(redis_server: Any) -> Iterator[str]:
-    server = redis_server.start_extra("--appendonly", "no")
+def unsafe_url(rl_redis: Any) -> Iterator[str]:
+    server = rl_redis.start_extra("--appendonly", "no")
     yield server.url
     server.stop()
 
@@ -43,12 +43,12 @@ def test_exit_codes() -> None:
 
 
 def test_preflight_ok(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    use(monkeypatch, redis_url)
+    use(monkeypatch, rl_redis_url)
     assert main(["preflight"]) == 0
     out = capsys.readouterr().out
-    assert f"Redis {redis_url} (read with CONFIG GET)" in out
+    assert f"Redis {rl_redis_url} (read with CONFIG GET)" in out
     assert "appendonly        yes" in out
     assert "maxmemory-policy  noeviction" in out
     assert "OK: Redis is safe for Relier" in out
@@ -56,13 +56,13 @@ def test_preflight_ok(
 
 
 def test_preflight_json(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    use(monkeypatch, redis_url)
+    use(monkeypatch, rl_redis_url)
     assert main(["preflight", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
-    assert report["url"] == redis_url
+    assert report["url"] == rl_redis_url
     assert report["appendonly"] is True
     assert report["maxmemory_policy"] == "noeviction"
     assert report["source"] == "CONFIG GET"
@@ -178,9 +178,9 @@ def test_dlq_selection_errors_exit_2_before_touching_redis(
 
 
 def test_purge_without_yes_and_without_a_terminal_exits_2(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    use(monkeypatch, redis_url)
+    use(monkeypatch, rl_redis_url)
     relier.hub.current().redis.zadd(relier.hub.current().keys.dlq, {"ghost": 1})
     assert main(["dlq", "purge", "ghost"]) == 2
     assert "pass --yes" in capsys.readouterr().err
@@ -189,9 +189,9 @@ def test_purge_without_yes_and_without_a_terminal_exits_2(
 
 
 def test_unknown_task_exits_1(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    use(monkeypatch, redis_url)
+    use(monkeypatch, rl_redis_url)
     for argv in (["task", "nope"], ["dlq", "show", "nope"]):
         assert main(argv) == 1
         assert capsys.readouterr().err.startswith("rl: TaskNotFoundError: ")
@@ -202,9 +202,9 @@ def test_unknown_task_exits_1(
 
 
 def test_worker_with_an_unknown_module_exits_2(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    use(monkeypatch, redis_url)
+    use(monkeypatch, rl_redis_url)
     assert main(["worker", "-A", "tests.no_such_module_for_rl"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rl: cannot import 'tests.no_such_module_for_rl'")

@@ -17,16 +17,16 @@ from relier.journal.connection import Connections, redact, translate_errors, tra
 
 
 @pytest.fixture
-def connections(redis_url: str) -> Iterator[Connections]:
+def connections(rl_redis_url: str) -> Iterator[Connections]:
     conns = Connections(
-        load_settings(redis_url=redis_url, socket_timeout=3, socket_connect_timeout=1)
+        load_settings(redis_url=rl_redis_url, socket_timeout=3, socket_connect_timeout=1)
     )
     yield conns
     conns.close()
 
 
-def relier_clients(redis_server: Any) -> list[dict[str, Any]]:
-    with redis_server.client() as admin:
+def relier_clients(rl_redis: Any) -> list[dict[str, Any]]:
+    with rl_redis.client() as admin:
         return [c for c in admin.client_list() if c["name"] == "relier"]
 
 
@@ -68,27 +68,24 @@ def test_other_redis_errors_pass_through() -> None:
         raise redis.exceptions.ResponseError("WRONGTYPE")
 
 
-def test_async_translation() -> None:
-    async def main() -> None:
-        with pytest.raises(RedisUnavailableError):
-            async with translate_errors_async("redis://h/0"):
-                raise redis.exceptions.ConnectionError("refused")
-        with pytest.raises(KeyError):
-            async with translate_errors_async("redis://h/0"):
-                raise KeyError("x")
-
-    asyncio.run(main())
+async def test_async_translation() -> None:
+    with pytest.raises(RedisUnavailableError):
+        async with translate_errors_async("redis://h/0"):
+            raise redis.exceptions.ConnectionError("refused")
+    with pytest.raises(KeyError):
+        async with translate_errors_async("redis://h/0"):
+            raise KeyError("x")
 
 
 # --- the sync client ---------------------------------------------------------------------
 
 
-def test_sync_client_is_lazy_shared_and_named(connections: Connections, redis_server: Any) -> None:
-    assert relier_clients(redis_server) == []
+def test_sync_client_is_lazy_shared_and_named(connections: Connections, rl_redis: Any) -> None:
+    assert relier_clients(rl_redis) == []
     client = connections.sync
     assert connections.sync is client
     assert client.ping()
-    assert len(relier_clients(redis_server)) == 1
+    assert len(relier_clients(rl_redis)) == 1
     kwargs = client.connection_pool.connection_kwargs
     assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (3, 1)
 
@@ -105,14 +102,12 @@ def test_close_drops_the_sync_client(connections: Connections) -> None:
 # --- per-loop async clients --------------------------------------------------------------
 
 
-def test_one_async_client_per_loop(connections: Connections) -> None:
-    async def main() -> bool:
-        a = await connections.for_loop()
-        b = await connections.for_loop()
-        assert await a.ping()
-        return a is b
-
-    assert asyncio.run(main())
+async def test_one_async_client_per_loop(connections: Connections) -> None:
+    a = await connections.for_loop()
+    b = await connections.for_loop()
+    assert await a.ping()
+    assert a is b
+    await connections.aclose()
 
 
 def test_async_clients_differ_between_live_loops(connections: Connections) -> None:
@@ -128,31 +123,26 @@ def test_async_clients_differ_between_live_loops(connections: Connections) -> No
             loop.close()
 
 
-def test_async_client_closes_when_asyncio_run_ends(
-    connections: Connections, redis_server: Any
-) -> None:
+def test_async_client_closes_when_asyncio_run_ends(connections: Connections, rl_redis: Any) -> None:
     async def main() -> int:
         client = await connections.for_loop()
         await client.ping()
-        return len(relier_clients(redis_server))
+        return len(relier_clients(rl_redis))
 
     assert asyncio.run(main()) == 1
-    assert relier_clients(redis_server) == []
+    assert relier_clients(rl_redis) == []
 
 
-def test_aclose_closes_the_loops_client(connections: Connections, redis_server: Any) -> None:
-    async def main() -> None:
-        first = await connections.for_loop()
-        await first.ping()
-        await connections.aclose()
-        assert relier_clients(redis_server) == []
-        second = await connections.for_loop()
-        assert second is not first
-        assert await second.ping()
-        await connections.aclose()
-        await connections.aclose()  # nothing left to close
-
-    asyncio.run(main())
+async def test_aclose_closes_the_loops_client(connections: Connections, rl_redis: Any) -> None:
+    first = await connections.for_loop()
+    await first.ping()
+    await connections.aclose()
+    assert relier_clients(rl_redis) == []
+    second = await connections.for_loop()
+    assert second is not first
+    assert await second.ping()
+    await connections.aclose()
+    await connections.aclose()  # nothing left to close
 
 
 def test_finished_loops_are_not_kept_alive(connections: Connections) -> None:

@@ -42,12 +42,12 @@ async def mail(to: str, *, subject: str = "") -> str:
 
 
 @pytest.fixture
-def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
+def rl(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
     """The process default Relier on the test server (tasks push through it)."""
     for name in list(os.environ):
         if name.startswith("RELIER_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
     monkeypatch.setenv("RELIER_MAX_PAYLOAD_BYTES", "4096")
     relier.hub.reset()
     yield relier.hub.current()
@@ -55,8 +55,8 @@ def rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
 
 
 @pytest.fixture
-def client(redis_server: Any, redis_url: str) -> Iterator[redis.Redis]:
-    c = redis_server.client()
+def client(rl_redis: Any, rl_redis_url: str) -> Iterator[redis.Redis]:
+    c = rl_redis.client()
     yield c
     c.close()
 
@@ -203,19 +203,16 @@ def test_oversized_payload_enqueues_nothing(rl: Relier, client: redis.Redis) -> 
     assert_nothing_enqueued(client)
 
 
-def test_apush_refusals_enqueue_nothing(rl: Relier, client: redis.Redis) -> None:
-    async def main() -> None:
-        try:
-            with pytest.raises(PayloadNotSerializableError):
-                await add.apush(b"bytes")
-            with pytest.raises(PayloadTooLargeError):
-                await add.apush("x" * 5_000)
-            with pytest.raises(PayloadNotSerializableError):
-                await add.apush_many([(1,), (float("inf"),)])
-        finally:
-            await rl.aclose()
-
-    asyncio.run(main())
+async def test_apush_refusals_enqueue_nothing(rl: Relier, client: redis.Redis) -> None:
+    try:
+        with pytest.raises(PayloadNotSerializableError):
+            await add.apush(b"bytes")
+        with pytest.raises(PayloadTooLargeError):
+            await add.apush("x" * 5_000)
+        with pytest.raises(PayloadNotSerializableError):
+            await add.apush_many([(1,), (float("inf"),)])
+    finally:
+        await rl.aclose()
     assert_nothing_enqueued(client)
 
 
@@ -227,7 +224,7 @@ def test_push_many_with_one_bad_call_enqueues_none(rl: Relier, client: redis.Red
     assert_nothing_enqueued(client)
 
 
-def test_push_to_unreachable_redis_raises_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_push_to_unreachable_redis_raises_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
     down = Relier(relier.load_settings(redis_url=UNREACHABLE))
     monkeypatch.setattr(add, "relier", down)
     started = time.monotonic()
@@ -239,16 +236,13 @@ def test_push_to_unreachable_redis_raises_quickly(monkeypatch: pytest.MonkeyPatc
         with pytest.raises(RedisUnavailableError):
             add.push_many([(1,), (2,)])
 
-        async def main() -> None:
-            try:
-                with pytest.raises(RedisUnavailableError):
-                    await add.apush(1)
-                with pytest.raises(RedisUnavailableError):
-                    await add.apush_many([(1,)])
-            finally:
-                await down.aclose()
-
-        asyncio.run(main())
+        try:
+            with pytest.raises(RedisUnavailableError):
+                await add.apush(1)
+            with pytest.raises(RedisUnavailableError):
+                await add.apush_many([(1,)])
+        finally:
+            await down.aclose()
     finally:
         down.close()
     assert time.monotonic() - started < 5
@@ -318,29 +312,23 @@ def test_push_many_of_nothing(rl: Relier, client: redis.Redis) -> None:
 # --- asyncio -----------------------------------------------------------------------------
 
 
-def test_apush_and_apush_many(rl: Relier, client: redis.Redis) -> None:
-    async def main() -> list[str]:
-        try:
-            one = await add.apush(1, y=2)
-            many = await mail.apush_many([("a@x",), mail.call("b@x", subject="s")])
-            later = await add.with_options(countdown=10).apush(3)
-            return [one.id, *(h.id for h in many), later.id]
-        finally:
-            await rl.aclose()
-
-    ids = asyncio.run(main())
+async def test_apush_and_apush_many(rl: Relier, client: redis.Redis) -> None:
+    try:
+        one = await add.apush(1, y=2)
+        many = await mail.apush_many([("a@x",), mail.call("b@x", subject="s")])
+        later = await add.with_options(countdown=10).apush(3)
+        ids = [one.id, *(h.id for h in many), later.id]
+    finally:
+        await rl.aclose()
     assert [message_task_id(m) for m in queued(client)] == ids[:1]
     assert [message_task_id(m) for m in queued(client, "emails")] == ids[1:3]
     assert client.zrange(rl.keys.schedule, 0, -1) == [ids[3].encode()]
     assert decode(job(rl, client, ids[2])[b"env"]).kwargs == {"subject": "s"}
 
 
-def test_sync_push_inside_a_running_loop(rl: Relier, client: redis.Redis) -> None:
-    async def handler() -> str:
-        asyncio.get_running_loop()
-        return add.push(1).id
-
-    task_id = asyncio.run(handler())
+async def test_sync_push_inside_a_running_loop(rl: Relier, client: redis.Redis) -> None:
+    asyncio.get_running_loop()
+    task_id = add.push(1).id
     assert [message_task_id(m) for m in queued(client)] == [task_id]
 
 
@@ -354,15 +342,12 @@ def test_apush_across_separate_event_loops(rl: Relier, client: redis.Redis) -> N
     assert [message_task_id(m) for m in queued(client)] == [first, second, third]
 
 
-def test_apush_from_concurrent_coroutines(rl: Relier, client: redis.Redis) -> None:
-    async def main() -> list[str]:
-        try:
-            handles = await asyncio.gather(*(add.apush(n) for n in range(50)))
-            return [h.id for h in handles]
-        finally:
-            await rl.aclose()
-
-    ids = asyncio.run(main())
+async def test_apush_from_concurrent_coroutines(rl: Relier, client: redis.Redis) -> None:
+    try:
+        handles = await asyncio.gather(*(add.apush(n) for n in range(50)))
+        ids = [h.id for h in handles]
+    finally:
+        await rl.aclose()
     assert len(set(ids)) == 50
     assert client.llen("celery") == 50
 

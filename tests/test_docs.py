@@ -391,6 +391,23 @@ def test_every_public_name_has_an_api_reference_section() -> None:
     assert not missing, f"{_name(API_REFERENCE)} has no `### \\`name\\`` section for {missing}"
 
 
+def test_the_testing_table_lists_the_plugin_s_fixtures() -> None:
+    """The api-reference fixture table names each fixture of relier.testing, with its scope."""
+    import relier.testing as plugin
+
+    section = API_REFERENCE.read_text().split("\n## Testing\n", 1)[1]
+    rows = dict(re.findall(r"^\| `(rl_\w+)` \| (\w+) \|", section, re.MULTILINE))
+    fixtures = {
+        name: marker.scope
+        for name, value in vars(plugin).items()
+        if (marker := getattr(value, "_fixture_function_marker", None)) is not None
+    }
+    assert fixtures, "found no fixtures in relier.testing"
+    assert rows == fixtures
+    assert all(name.startswith("rl_") for name in fixtures)
+    assert all(f"``{name}``" in (plugin.__doc__ or "") for name in fixtures)
+
+
 DEPLOYMENT = DOCS / "deployment.md"
 
 

@@ -29,8 +29,8 @@ def echo(value: Any) -> Any:
 
 
 @pytest.fixture
-def rl(redis_url: str) -> Iterator[Relier]:
-    instance = Relier(load_settings(redis_url=redis_url, result_ttl=60))
+def rl(rl_redis_url: str) -> Iterator[Relier]:
+    instance = Relier(load_settings(redis_url=rl_redis_url, result_ttl=60))
     yield instance
     instance.close()
 
@@ -208,46 +208,41 @@ def test_state_follows_the_journal(rl: Relier, push: Callable[..., TaskHandle]) 
     assert handle.state() == "SUCCEEDED"
 
 
-def test_aresult_and_astate(rl: Relier, push: Callable[..., TaskHandle]) -> None:
+async def test_aresult_and_astate(rl: Relier, push: Callable[..., TaskHandle]) -> None:
     handle = push(1)
 
-    async def main() -> tuple[Any, ...]:
-        try:
-            before = await handle.astate()
-            worker = asyncio.get_running_loop().run_in_executor(
-                None,
-                lambda: (time.sleep(0.2), run(rl, handle, b'[1,"a"]')),  # type: ignore[func-returns-value]  # the tuple only sequences the calls
-            )
-            value = await handle.aresult(timeout=10)
-            await worker
-            return before, value, await handle.astate()
-        finally:
-            await rl.aclose()
+    def finish_later() -> None:
+        time.sleep(0.2)
+        run(rl, handle, b'[1,"a"]')
 
-    assert asyncio.run(main()) == ("PENDING", [1, "a"], "SUCCEEDED")
+    try:
+        before = await handle.astate()
+        worker = asyncio.get_running_loop().run_in_executor(None, finish_later)
+        value = await handle.aresult(timeout=10)
+        await worker
+        after = await handle.astate()
+    finally:
+        await rl.aclose()
+    assert (before, value, after) == ("PENDING", [1, "a"], "SUCCEEDED")
 
 
-def test_aresult_errors(rl: Relier, push: Callable[..., TaskHandle]) -> None:
+async def test_aresult_errors(rl: Relier, push: Callable[..., TaskHandle]) -> None:
     handle = push(1)
     dead = push(2)
     assert rl.scripts.dead_letter(dead.id, now_ms(), "invalid_payload", "bad")
-
-    async def main() -> None:
-        try:
-            with pytest.raises(ResultTimeoutError):
-                await handle.aresult(timeout=0.3)
-            with pytest.raises(TaskFailedError, match="invalid_payload"):
-                await dead.aresult(timeout=1)
-            with pytest.raises(TaskNotFoundError):
-                await TaskHandle(rl, "nope", "x").aresult(timeout=1)
-            assert await TaskHandle(rl, "nope", "x").astate() == "MISSING"
-        finally:
-            await rl.aclose()
-
-    asyncio.run(main())
+    try:
+        with pytest.raises(ResultTimeoutError):
+            await handle.aresult(timeout=0.3)
+        with pytest.raises(TaskFailedError, match="invalid_payload"):
+            await dead.aresult(timeout=1)
+        with pytest.raises(TaskNotFoundError):
+            await TaskHandle(rl, "nope", "x").aresult(timeout=1)
+        assert await TaskHandle(rl, "nope", "x").astate() == "MISSING"
+    finally:
+        await rl.aclose()
 
 
-def test_unreachable_redis_raises_redis_unavailable() -> None:
+async def test_unreachable_redis_raises_redis_unavailable() -> None:
     down = Relier(load_settings(redis_url="redis://127.0.0.1:1/0"))
     handle = TaskHandle(down, "x", "tests.handle.echo")
     try:
@@ -256,16 +251,13 @@ def test_unreachable_redis_raises_redis_unavailable() -> None:
         with pytest.raises(RedisUnavailableError):
             handle.state()
 
-        async def main() -> None:
-            try:
-                with pytest.raises(RedisUnavailableError):
-                    await handle.aresult(timeout=1)
-                with pytest.raises(RedisUnavailableError):
-                    await handle.astate()
-            finally:
-                await down.aclose()
-
-        asyncio.run(main())
+        try:
+            with pytest.raises(RedisUnavailableError):
+                await handle.aresult(timeout=1)
+            with pytest.raises(RedisUnavailableError):
+                await handle.astate()
+        finally:
+            await down.aclose()
     finally:
         down.close()
 

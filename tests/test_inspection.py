@@ -32,8 +32,8 @@ def other(x: int) -> int:
 
 
 @pytest.fixture
-def rl(redis_url: str) -> Iterator[Relier]:
-    instance = Relier(load_settings(redis_url=redis_url))
+def rl(rl_redis_url: str) -> Iterator[Relier]:
+    instance = Relier(load_settings(redis_url=rl_redis_url))
     yield instance
     instance.close()
 

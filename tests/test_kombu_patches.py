@@ -37,9 +37,9 @@ GARBAGE = [
 
 
 @pytest.fixture
-def connection(redis_url: str) -> Iterator[Connection]:
+def connection(rl_redis_url: str) -> Iterator[Connection]:
     install_kombu_guard()
-    with Connection(redis_url) as conn:  # type: ignore[no-untyped-call]
+    with Connection(rl_redis_url) as conn:  # type: ignore[no-untyped-call]
         yield conn
 
 

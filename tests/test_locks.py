@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +12,8 @@ from relier import LockNotAcquiredError, Relier, idempotency_lock, load_settings
 
 
 @pytest.fixture
-def r(redis_url: str) -> Iterator[Relier]:
-    instance = Relier(load_settings(redis_url=redis_url))
+def r(rl_redis_url: str) -> Iterator[Relier]:
+    instance = Relier(load_settings(redis_url=rl_redis_url))
     yield instance
     instance.close()
 
@@ -91,18 +90,15 @@ def test_extend_keeps_the_lock(r: Relier) -> None:
     assert not lock.lost
 
 
-def test_async_lock(r: Relier) -> None:
-    async def main() -> list[int]:
-        async with idempotency_lock("a", ttl=5, relier=r) as lock:
-            with pytest.raises(LockNotAcquiredError):
-                await idempotency_lock("a", ttl=5, relier=r).aacquire()
-            assert await lock.aextend(2)
-            got = [lock.fence]
-        async with idempotency_lock("a", ttl=5, relier=r) as again:
-            got.append(again.fence)
-        return got
-
-    assert asyncio.run(main()) == [1, 2]
+async def test_async_lock(r: Relier) -> None:
+    async with idempotency_lock("a", ttl=5, relier=r) as lock:
+        with pytest.raises(LockNotAcquiredError):
+            await idempotency_lock("a", ttl=5, relier=r).aacquire()
+        assert await lock.aextend(2)
+        got = [lock.fence]
+    async with idempotency_lock("a", ttl=5, relier=r) as again:
+        got.append(again.fence)
+    assert got == [1, 2]
 
 
 def test_bad_arguments_are_refused() -> None:

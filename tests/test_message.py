@@ -61,11 +61,11 @@ def test_delivery_tags_are_unique() -> None:
     assert all('"' not in t and "\\" not in t for t in tags)
 
 
-def test_kombu_reads_a_dispatched_message(redis_url: str) -> None:
+def test_kombu_reads_a_dispatched_message(rl_redis_url: str) -> None:
     from relier.journal.keys import Keys
     from relier.journal.scripts import NewTask, Scripts
 
-    with kombu.Connection(redis_url) as conn:  # type: ignore[attr-defined, no-untyped-call]  # kombu: lazy exports, unannotated
+    with kombu.Connection(rl_redis_url) as conn:  # type: ignore[attr-defined, no-untyped-call]  # kombu: lazy exports, unannotated
         client = conn.default_channel.client
         scripts = Scripts(client, Keys(), history_max=10)
         template = message_template("id1", "tests.m", "kq")

@@ -45,7 +45,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> 
 
 @pytest.mark.timeout(600)
 def test_wheel_installs_into_a_fresh_venv_and_loads_every_lua_script(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, rl_redis_url: str
 ) -> None:
     # A file whose name starts with "_" (the prelude) ships but is put before scripts, not one.
     shipped = sorted(path.stem for path in (REPO / "lua").glob("*.lua"))
@@ -95,7 +95,7 @@ def test_wheel_installs_into_a_fresh_venv_and_loads_every_lua_script(
     ).resolve()
 
     # cwd=tmp_path: the checkout is not on sys.path, only the installed wheel is.
-    out = _run([python, "-c", CHECK, redis_url], cwd=tmp_path, env=env, timeout=60)
+    out = _run([python, "-c", CHECK, rl_redis_url], cwd=tmp_path, env=env, timeout=60)
     lua_dir_line, names_line = out.strip().splitlines()[-2:]
     lua_dir = Path(lua_dir_line).resolve()
     assert lua_dir.is_relative_to(site_packages), f"{lua_dir} is not inside {site_packages}"

@@ -13,12 +13,12 @@ from relier.journal.preflight import MIN_VERSION, _version_tuple, check, require
 
 
 @pytest.fixture
-def extra(redis_server: Any) -> Iterator[Any]:
+def extra(rl_redis: Any) -> Iterator[Any]:
     """Start extra servers with ``extra(*args)``; each is stopped after the test."""
     started: list[Any] = []
 
     def start(*args: str) -> Any:
-        server = redis_server.start_extra(*args)
+        server = rl_redis.start_extra(*args)
         started.append(server)
         return server
 
@@ -35,21 +35,21 @@ def run_check(server: Any, url: str | None = None, **client_options: Any) -> Any
         client.close()
 
 
-def test_session_server_passes(redis_server: Any, redis_url: str) -> None:
-    report = run_check(redis_server)
+def test_session_server_passes(rl_redis: Any, rl_redis_url: str) -> None:
+    report = run_check(rl_redis)
     assert report.ok
     assert report.problems == []
     assert report.appendonly is True
     assert report.maxmemory_policy == "noeviction"
     assert report.source == "CONFIG GET"
     assert _version_tuple(report.version) >= MIN_VERSION
-    assert report.url == redis_url
+    assert report.url == rl_redis_url
 
 
-def test_require_returns_the_report_when_fit(redis_server: Any, redis_url: str) -> None:
-    client = redis_server.client()
+def test_require_returns_the_report_when_fit(rl_redis: Any, rl_redis_url: str) -> None:
+    client = rl_redis.client()
     try:
-        assert require(client, redis_url).ok
+        assert require(client, rl_redis_url).ok
     finally:
         client.close()
 

@@ -48,11 +48,11 @@ _PUSH_THEN_REPORT = textwrap.dedent(
 )
 
 
-def _report(redis_url: str) -> dict[str, object]:
+def _report(rl_redis_url: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-c", _PUSH_THEN_REPORT, redis_url],
+        [sys.executable, "-c", _PUSH_THEN_REPORT, rl_redis_url],
         env={k: v for k, v in os.environ.items() if not k.startswith("RELIER_")}
-        | {"RELIER_REDIS_URL": redis_url},
+        | {"RELIER_REDIS_URL": rl_redis_url},
         capture_output=True,
         text=True,
         timeout=60,
@@ -63,20 +63,20 @@ def _report(redis_url: str) -> dict[str, object]:
     return report
 
 
-def test_importing_and_pushing_loads_no_worker_module(redis_url: str) -> None:
-    assert _report(redis_url)["worker_modules"] == []
+def test_importing_and_pushing_loads_no_worker_module(rl_redis_url: str) -> None:
+    assert _report(rl_redis_url)["worker_modules"] == []
 
 
-def test_importing_and_pushing_connects_no_worker_signal(redis_url: str) -> None:
-    assert _report(redis_url)["receivers"] == 0
+def test_importing_and_pushing_connects_no_worker_signal(rl_redis_url: str) -> None:
+    assert _report(rl_redis_url)["receivers"] == 0
 
 
-def test_importing_and_pushing_patches_nothing_in_kombu(redis_url: str) -> None:
-    assert _report(redis_url)["patched"] == []
+def test_importing_and_pushing_patches_nothing_in_kombu(rl_redis_url: str) -> None:
+    assert _report(rl_redis_url)["patched"] == []
 
 
-def test_a_bound_app_names_the_worker_step_by_dotted_path(redis_url: str) -> None:
-    assert _report(redis_url)["steps"] == [WORKER_STEP]
+def test_a_bound_app_names_the_worker_step_by_dotted_path(rl_redis_url: str) -> None:
+    assert _report(rl_redis_url)["steps"] == [WORKER_STEP]
 
 
 def test_the_dotted_path_names_the_bootstep() -> None:

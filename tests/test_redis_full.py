@@ -5,7 +5,6 @@ its maxmemory lowered below what it uses and restored after."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ def _fill(client: redis.Redis) -> None:
     client.config_set("maxmemory", 1)  # below what Redis already uses: every write is OOM
 
 
-def test_a_push_to_a_full_redis_raises_redis_full_and_enqueues_nothing(
+async def test_a_push_to_a_full_redis_raises_redis_full_and_enqueues_nothing(
     default_relier: Relier, full: redis.Redis
 ) -> None:
     queue_before = full.llen("celery")
@@ -54,7 +53,7 @@ def test_a_push_to_a_full_redis_raises_redis_full_and_enqueues_nothing(
     assert isinstance(caught.value.__cause__, redis.exceptions.OutOfMemoryError)
     assert "maxmemory" in str(caught.value) and "nothing was enqueued" in str(caught.value)
     with pytest.raises(RedisFullError):
-        asyncio.run(add.apush(1, 2))
+        await add.apush(1, 2)
     with pytest.raises(RedisFullError):
         add.push_many([(1, 2), (3, 4)])
     assert full.llen("celery") == queue_before

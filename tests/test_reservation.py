@@ -30,9 +30,9 @@ def rl(default_relier: Relier) -> Iterator[Relier]:
 
 
 @pytest.fixture
-def channel(redis_url: str) -> Iterator[Any]:
+def channel(rl_redis_url: str) -> Iterator[Any]:
     """kombu's Redis channel (closing it puts unacked messages back: kept open)."""
-    with Connection(redis_url) as conn:  # type: ignore[no-untyped-call]  # kombu is unannotated
+    with Connection(rl_redis_url) as conn:  # type: ignore[no-untyped-call]  # kombu is unannotated
         channel = conn.default_channel
         yield channel
         # Acknowledged, so the close has nothing to restore (its restore leaks a socket).

@@ -20,8 +20,8 @@ def tick(n: int) -> int:
 
 
 @pytest.fixture
-def rl(redis_url: str) -> Iterator[Relier]:
-    instance = Relier(load_settings(redis_url=redis_url))
+def rl(rl_redis_url: str) -> Iterator[Relier]:
+    instance = Relier(load_settings(redis_url=rl_redis_url))
     yield instance
     instance.close()
 
@@ -95,9 +95,9 @@ def promote(instance: Relier, barrier: threading.Barrier, counts: list[int]) -> 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one-instance", "two-workers"])
 def test_concurrent_promotion_publishes_each_task_once(
-    rl: Relier, redis_url: str, shared: bool
+    rl: Relier, rl_redis_url: str, shared: bool
 ) -> None:
-    other = rl if shared else Relier(load_settings(redis_url=redis_url))
+    other = rl if shared else Relier(load_settings(redis_url=rl_redis_url))
     try:
         for _ in range(3):
             rl.redis.delete("celery")

@@ -67,8 +67,8 @@ def test_script_is_cluster_safe_and_clock_free(name: str) -> None:
     assert "math.random" not in code
 
 
-def test_load_all_returns_the_sha1_of_each_source(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+def test_load_all_returns_the_sha1_of_each_source(rl_redis_url: str) -> None:
+    client = redis.Redis.from_url(rl_redis_url)
     try:
         shas = load_all(client)
     finally:

@@ -12,8 +12,8 @@ from relier.ops.stats import EVENTS, WINDOW_BUCKETS, read_rates
 
 
 @pytest.fixture
-def rl(redis_url: str) -> Iterator[Relier]:
-    instance = Relier(load_settings(redis_url=redis_url))
+def rl(rl_redis_url: str) -> Iterator[Relier]:
+    instance = Relier(load_settings(redis_url=rl_redis_url))
     yield instance
     instance.close()
 

@@ -146,8 +146,10 @@ def test_calling_runs_the_function_locally() -> None:
     assert plain(2, y=5) == 7
 
 
-def test_calling_an_async_task_returns_a_coroutine() -> None:
-    assert asyncio.run(coro(21)) == 42
+async def test_calling_an_async_task_returns_a_coroutine() -> None:
+    call = coro(21)
+    assert asyncio.iscoroutine(call)
+    assert await call == 42
 
 
 def test_local_call_gets_a_local_context() -> None:

@@ -7,7 +7,6 @@ tests/integration/test_telemetry.py checks the same from real worker processes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -141,15 +140,11 @@ def test_a_push_inside_a_request_span_continues_its_trace(rl: Relier, otel: Otel
     assert push.context.trace_id == request_span.get_span_context().trace_id
 
 
-def test_batches_are_one_span_and_async_pushes_are_traced_too(rl: Relier, otel: Otel) -> None:
+async def test_batches_are_one_span_and_async_pushes_are_traced_too(rl: Relier, otel: Otel) -> None:
     handles = add.push_many([(i, i) for i in range(5)])
-
-    async def main() -> None:
-        await add.apush(1, 1)
-        await add.apush_many([(1, 2), (3, 4)])
-        await rl.aclose()
-
-    asyncio.run(main())
+    await add.apush(1, 1)
+    await add.apush_many([(1, 2), (3, 4)])
+    await rl.aclose()
     [batch, abatch] = otel.spans("relier.push_many tel.unit.add")
     assert batch.attributes is not None and abatch.attributes is not None
     assert batch.attributes["messaging.batch.message_count"] == 5

@@ -19,24 +19,24 @@ def _config(server: RedisServer, name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def test_session_server_has_the_settings_preflight_requires(redis_server: RedisServer) -> None:
-    assert _config(redis_server, "appendonly") == "yes"
-    assert _config(redis_server, "appendfsync") == "everysec"
-    assert _config(redis_server, "maxmemory-policy") == "noeviction"
-    assert _config(redis_server, "save") == ""
-    assert redis_server.url == f"redis://127.0.0.1:{redis_server.port}/0"
-    with redis_server.client() as client:
+def test_session_server_has_the_settings_preflight_requires(rl_redis: RedisServer) -> None:
+    assert _config(rl_redis, "appendonly") == "yes"
+    assert _config(rl_redis, "appendfsync") == "everysec"
+    assert _config(rl_redis, "maxmemory-policy") == "noeviction"
+    assert _config(rl_redis, "save") == ""
+    assert rl_redis.url == f"redis://127.0.0.1:{rl_redis.port}/0"
+    with rl_redis.client() as client:
         assert client.ping()
         assert int(client.info("server")["redis_version"].split(".")[0]) >= 7
 
 
 @pytest.mark.parametrize("round_", [1, 2])
 def test_redis_url_gives_every_test_empty_databases(
-    redis_url: str, redis_server: RedisServer, round_: int
+    rl_redis_url: str, rl_redis: RedisServer, round_: int
 ) -> None:
     # The second round proves the data the first one leaves behind is flushed.
-    assert redis_url == redis_server.url
-    with redis_server.client() as db0, redis_server.client(db=3) as db3:
+    assert rl_redis_url == rl_redis.url
+    with rl_redis.client() as db0, rl_redis.client(db=3) as db3:
         assert db0.dbsize() == 0
         assert db3.dbsize() == 0
         db0.set("left-behind", round_)
@@ -44,52 +44,52 @@ def test_redis_url_gives_every_test_empty_databases(
 
 
 def test_relier_env_points_at_the_test_redis_and_drops_other_relier_variables(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, redis_url: str
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, rl_redis_url: str
 ) -> None:
     monkeypatch.setenv("RELIER_REDIS_URL", "redis://elsewhere:6379/0")
     monkeypatch.setenv("RELIER_KEY_PREFIX", "stray")
-    env = request.getfixturevalue("relier_env")
-    assert env["RELIER_REDIS_URL"] == redis_url
+    env = request.getfixturevalue("rl_env")
+    assert env["RELIER_REDIS_URL"] == rl_redis_url
     assert env["PYTHONUNBUFFERED"] == "1"
     assert "RELIER_KEY_PREFIX" not in env
     assert env["PATH"]
 
 
-def test_restart_keeps_data_on_the_same_port(redis_url: str, redis_server: RedisServer) -> None:
-    port, pid = redis_server.port, redis_server.proc.pid if redis_server.proc else None
-    with redis_server.client() as client:
+def test_restart_keeps_data_on_the_same_port(rl_redis_url: str, rl_redis: RedisServer) -> None:
+    port, pid = rl_redis.port, rl_redis.proc.pid if rl_redis.proc else None
+    with rl_redis.client() as client:
         client.config_set("appendfsync", "always")
         client.set("survivor", b"still here")
-    redis_server.restart()
-    assert redis_server.port == port
-    assert redis_server.proc is not None and redis_server.proc.pid != pid
-    with redis_server.client() as client:
+    rl_redis.restart()
+    assert rl_redis.port == port
+    assert rl_redis.proc is not None and rl_redis.proc.pid != pid
+    with rl_redis.client() as client:
         assert client.get("survivor") == b"still here"
         # The restart re-applies the fixture's arguments.
-        assert _config(redis_server, "appendfsync") == "everysec"
+        assert _config(rl_redis, "appendfsync") == "everysec"
 
 
-def test_stop_then_redis_url_brings_the_server_back(redis_server: RedisServer) -> None:
-    redis_server.stop()
-    assert not redis_server.is_running()
+def test_stop_then_redis_url_brings_the_server_back(rl_redis: RedisServer) -> None:
+    rl_redis.stop()
+    assert not rl_redis.is_running()
     with (
-        redis_server.client(retry=Retry(NoBackoff(), 0)) as client,
+        rl_redis.client(retry=Retry(NoBackoff(), 0)) as client,
         pytest.raises(redis.ConnectionError),
     ):
         client.ping()
     # A test that leaves the server stopped must not break the next one.
-    redis_server.start()
-    assert redis_server.is_running()
+    rl_redis.start()
+    assert rl_redis.is_running()
 
 
-def test_start_extra_runs_another_server_with_extra_args(redis_server: RedisServer) -> None:
-    extra = redis_server.start_extra("--appendonly", "no")
+def test_start_extra_runs_another_server_with_extra_args(rl_redis: RedisServer) -> None:
+    extra = rl_redis.start_extra("--appendonly", "no")
     try:
-        assert extra.port != redis_server.port
-        assert extra.dir != redis_server.dir
+        assert extra.port != rl_redis.port
+        assert extra.dir != rl_redis.dir
         assert _config(extra, "appendonly") == "no"
         assert _config(extra, "maxmemory-policy") == "noeviction"
-        assert _config(redis_server, "appendonly") == "yes"
+        assert _config(rl_redis, "appendonly") == "yes"
     finally:
         extra.stop()
     assert not extra.is_running()
@@ -117,7 +117,7 @@ def test_an_unusable_redis_server_fails_instead_of_skipping(
     else:
         path = _fake_redis_server(pytester.path, "Redis server v=6.2.14 sha=00000000:0")
     monkeypatch.setenv("RELIER_TEST_REDIS_SERVER", str(path))
-    pytester.makepyfile("def test_needs_redis(redis_url):\n    pass\n")
+    pytester.makepyfile("def test_needs_redis(rl_redis_url):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*{message}*"])
@@ -151,11 +151,11 @@ while True:
 INNER_TESTS = """
 import os, signal
 
-def _env(relier_env, **extra):
-    return {**relier_env, "PYTHONPATH": os.environ["FAKE_DIR"], **extra}
+def _env(rl_env, **extra):
+    return {**rl_env, "PYTHONPATH": os.environ["FAKE_DIR"], **extra}
 
-def test_ready_worker(rl_worker, relier_env, redis_url):
-    worker = rl_worker("app.mod", "--extra", env=_env(relier_env), concurrency=3, queues="a,b")
+def test_ready_worker(rl_worker, rl_env, rl_redis_url):
+    worker = rl_worker("app.mod", "--extra", env=_env(rl_env), concurrency=3, queues="a,b")
     assert len(worker.children()) == 2
     assert worker.hostname.startswith("w1@")
     log = worker.log()
@@ -163,14 +163,14 @@ def test_ready_worker(rl_worker, relier_env, redis_url):
         "args: ['worker', '-A', 'app.mod', '--concurrency', '3', '--pool', 'prefork', "
         "'--loglevel', 'INFO', '--hostname', 'w1@%h', '-Q', 'a,b', '--extra']"
     ) in log
-    assert f"url: {redis_url}" in log
-    second = rl_worker("app.mod", env=_env(relier_env))
+    assert f"url: {rl_redis_url}" in log
+    second = rl_worker("app.mod", env=_env(rl_env))
     assert second.hostname.startswith("w2@")
     assert second.terminate(timeout=10) == 0
     assert False, "fail on purpose to get the worker logs in the report"
 
-def test_worker_that_exits_before_ready(rl_worker, relier_env):
-    rl_worker("app.mod", env=_env(relier_env, FAKE_EXIT="3"), ready_timeout=20)
+def test_worker_that_exits_before_ready(rl_worker, rl_env):
+    rl_worker("app.mod", env=_env(rl_env, FAKE_EXIT="3"), ready_timeout=20)
 """
 
 

@@ -63,8 +63,8 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def env(relier_env: dict[str, str]) -> dict[str, str]:
-    return {**relier_env, "RELIER_ADMIN_TOKEN": TOKEN}
+def env(rl_env: dict[str, str]) -> dict[str, str]:
+    return {**rl_env, "RELIER_ADMIN_TOKEN": TOKEN}
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_the_dashboard_in_chromium_during_a_live_load(
     server: httpx.Client,
     rl_worker: WorkerFactory,
     env: dict[str, str],
-    redis_url: str,
+    rl_redis_url: str,
     tmp_path: Path,
 ) -> None:
     executable = chromium_path()
@@ -101,7 +101,7 @@ def test_the_dashboard_in_chromium_during_a_live_load(
     except ImportError:
         pytest.fail("playwright is not installed: pip install -e '.[dev]'", pytrace=False)
 
-    flags = redis.Redis.from_url(redis_url)
+    flags = redis.Redis.from_url(rl_redis_url)
     # Three pool processes: two slow tasks run while the released one gets the third.
     rl_worker(APP, env=env, concurrency=3)
 

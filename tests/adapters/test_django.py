@@ -41,12 +41,12 @@ CSRF = "A" * 32
 
 
 @pytest.fixture(scope="module")
-def project(redis_server: RedisServer) -> Iterator[None]:
+def project(rl_redis: RedisServer) -> Iterator[None]:
     """Django configured with the test project, its database migrated."""
     if not settings.configured:
         names = {k: getattr(project_settings, k) for k in dir(project_settings) if k.isupper()}
         # Keys in either case, as settings.RELIER allows.
-        relier_settings = {"REDIS_URL": redis_server.url, "admin_token": TOKEN}
+        relier_settings = {"REDIS_URL": rl_redis.url, "admin_token": TOKEN}
         settings.configure(**names, RELIER=relier_settings)
         django.setup()
         call_command("migrate", verbosity=0)
@@ -55,9 +55,9 @@ def project(redis_server: RedisServer) -> Iterator[None]:
 
 
 @pytest.fixture
-def redis(project: None, redis_url: str) -> str:
-    """A flushed Redis (``redis_url`` flushes it) for a test on the project."""
-    return redis_url
+def redis(project: None, rl_redis_url: str) -> str:
+    """A flushed Redis (``rl_redis_url`` flushes it) for a test on the project."""
+    return rl_redis_url
 
 
 @pytest.fixture

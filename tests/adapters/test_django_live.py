@@ -28,9 +28,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def env(relier_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+def env(rl_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     # The project's sqlite file goes to the test's folder, not the example's.
-    return {**relier_env, "RELIER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(EXAMPLE),
+    return {**rl_env, "RELIER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(EXAMPLE),
             "DJANGO_DB": str(tmp_path / "db.sqlite3")}  # fmt: skip
 
 

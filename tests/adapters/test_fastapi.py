@@ -7,7 +7,6 @@ drives a real server and worker.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import math
@@ -70,14 +69,14 @@ class Pushed(BaseModel):
 
 
 def make_app(
-    redis_url: str,
+    rl_redis_url: str,
     *,
     middleware: bool = True,
     handler: bool = False,
     admin: dict[str, Any] | None = None,
     **settings: Any,
 ) -> FastAPI:
-    relier_settings = load_settings(redis_url=redis_url, **settings)
+    relier_settings = load_settings(redis_url=rl_redis_url, **settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,8 +119,8 @@ def make_app(
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[TestClient]:
-    with TestClient(make_app(redis_url)) as c:
+def client(rl_redis_url: str) -> Iterator[TestClient]:
+    with TestClient(make_app(rl_redis_url)) as c:
         yield c
 
 
@@ -145,8 +144,8 @@ def test_push_through_the_dependency_journals_and_queues_the_task(client: TestCl
     assert relier.redis.llen(relier.keys.queue("celery")) == 1
 
 
-def test_the_dispatcher_uses_the_app_settings_not_the_process_default(redis_url: str) -> None:
-    with TestClient(make_app(redis_url, key_prefix="webapp")) as client:
+def test_the_dispatcher_uses_the_app_settings_not_the_process_default(rl_redis_url: str) -> None:
+    with TestClient(make_app(rl_redis_url, key_prefix="webapp")) as client:
         task_id = client.post("/greet", params={"name": "x"}).json()["id"]
         relier = relier_of(client)
         assert relier.redis.hget(f"webapp:{{{task_id}}}:job", "state") == b"PENDING"
@@ -160,8 +159,8 @@ def test_a_task_with_options_keeps_them(client: TestClient) -> None:
     assert relier.redis.llen(relier.keys.queue("celery")) == 0
 
 
-def test_lifespan_sets_state_and_removes_it_on_shutdown(redis_url: str) -> None:
-    app = make_app(redis_url)
+def test_lifespan_sets_state_and_removes_it_on_shutdown(rl_redis_url: str) -> None:
+    app = make_app(rl_redis_url)
     with TestClient(app):
         assert isinstance(app.state.relier, Relier)
         assert isinstance(app.state.relier_dispatcher, Dispatcher)
@@ -170,9 +169,9 @@ def test_lifespan_sets_state_and_removes_it_on_shutdown(redis_url: str) -> None:
 
 
 def test_lifespan_can_be_the_app_lifespan_itself(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
     from relier.hub import reset
 
     reset()
@@ -184,7 +183,7 @@ def test_lifespan_can_be_the_app_lifespan_itself(
             return dispatcher.relier.settings.redis_url
 
         with TestClient(app) as client:
-            assert client.get("/prefix").json() == redis_url
+            assert client.get("/prefix").json() == rl_redis_url
     finally:
         reset()
 
@@ -206,20 +205,15 @@ def test_the_dependency_without_the_lifespan_names_the_fix() -> None:
         TestClient(app).get("/x")
 
 
-def test_push_works_with_httpx_asgi_transport(redis_url: str) -> None:
-    app = make_app(redis_url)
-
-    async def run() -> tuple[httpx.Response, httpx.Response]:
-        # ASGITransport does not run the lifespan: enter the app's own.
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-        ):
-            first = await http.post("/limited")
-            second = await http.post("/limited")
-            return first, second
-
-    first, second = asyncio.run(run())
+async def test_push_works_with_httpx_asgi_transport(rl_redis_url: str) -> None:
+    app = make_app(rl_redis_url)
+    # ASGITransport does not run the lifespan: enter the app's own.
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        first = await http.post("/limited")
+        second = await http.post("/limited")
     assert first.status_code == 200, first.text
     assert second.status_code == 429
     assert second.headers["Retry-After"] == "60"
@@ -252,8 +246,8 @@ def test_a_rate_limited_push_is_a_429_with_retry_after(client: TestClient) -> No
     assert "tests.fastapi" not in client.post("/limited").text
 
 
-def test_a_queue_depth_cap_is_a_429_with_the_configured_wait(redis_url: str) -> None:
-    with TestClient(make_app(redis_url, depth_retry_after=2.5)) as client:
+def test_a_queue_depth_cap_is_a_429_with_the_configured_wait(rl_redis_url: str) -> None:
+    with TestClient(make_app(rl_redis_url, depth_retry_after=2.5)) as client:
         assert client.post("/capped").status_code == 200
         body = assert_problem(client.post("/capped"), "depth")
         assert body["retry_after"] == 2.5
@@ -267,16 +261,16 @@ def test_the_error_from_a_sync_endpoint_is_a_429_too(client: TestClient) -> None
     assert "secret_task" not in client.get("/sync-refused").text
 
 
-def test_the_exception_handler_alone_gives_the_same_429(redis_url: str) -> None:
-    with TestClient(make_app(redis_url, middleware=False, handler=True)) as client:
+def test_the_exception_handler_alone_gives_the_same_429(rl_redis_url: str) -> None:
+    with TestClient(make_app(rl_redis_url, middleware=False, handler=True)) as client:
         client.post("/limited")
         assert_problem(client.post("/limited"), "rate")
         assert_problem(client.get("/sync-refused"), "rate")
 
 
-def test_without_middleware_or_handler_the_error_is_not_swallowed(redis_url: str) -> None:
+def test_without_middleware_or_handler_the_error_is_not_swallowed(rl_redis_url: str) -> None:
     with (
-        TestClient(make_app(redis_url, middleware=False)) as client,
+        TestClient(make_app(rl_redis_url, middleware=False)) as client,
         pytest.raises(AdmissionRejectedError),
     ):
         client.get("/sync-refused")
@@ -290,8 +284,8 @@ def test_retry_after_is_the_wait_rounded_up_and_at_least_one(seconds: float, hea
     assert retry_after_seconds(seconds) == header
 
 
-def test_the_middleware_lets_other_errors_and_scopes_through(redis_url: str) -> None:
-    app = make_app(redis_url)
+def test_the_middleware_lets_other_errors_and_scopes_through(rl_redis_url: str) -> None:
+    app = make_app(rl_redis_url)
 
     @app.get("/boom")
     def boom() -> None:
@@ -345,8 +339,8 @@ def test_an_exception_group_of_rejections_is_a_429() -> None:
 # -- rate_limit -----------------------------------------------------------------------------
 
 
-def limited_app(redis_url: str) -> tuple[FastAPI, list[str]]:
-    app = make_app(redis_url)
+def limited_app(rl_redis_url: str) -> tuple[FastAPI, list[str]]:
+    app = make_app(rl_redis_url)
     ran: list[str] = []
 
     @app.get("/a", dependencies=[Depends(rate_limit("1/m"))])
@@ -389,8 +383,8 @@ def limited_app(redis_url: str) -> tuple[FastAPI, list[str]]:
     return app, ran
 
 
-def test_a_route_limit_refuses_before_the_endpoint_runs(redis_url: str) -> None:
-    app, ran = limited_app(redis_url)
+def test_a_route_limit_refuses_before_the_endpoint_runs(rl_redis_url: str) -> None:
+    app, ran = limited_app(rl_redis_url)
     with TestClient(app) as client:
         assert client.get("/a").status_code == 200
         body = assert_problem(client.get("/a"), "rate")
@@ -404,8 +398,8 @@ def test_a_route_limit_refuses_before_the_endpoint_runs(redis_url: str) -> None:
         assert relier.redis.exists(relier.keys.rate("http:POST /a"))
 
 
-def test_a_keyed_route_limit_counts_each_key_apart(redis_url: str) -> None:
-    app, ran = limited_app(redis_url)
+def test_a_keyed_route_limit_counts_each_key_apart(rl_redis_url: str) -> None:
+    app, ran = limited_app(rl_redis_url)
     with TestClient(app) as client:
         assert client.get("/keyed", headers={"x-client": "alice"}).status_code == 200
         assert client.get("/keyed", headers={"x-client": "bob"}).status_code == 200
@@ -416,8 +410,8 @@ def test_a_keyed_route_limit_counts_each_key_apart(redis_url: str) -> None:
         assert ran == ["keyed"] * 3
 
 
-def test_a_named_limit_is_shared_by_routes_and_odd_keys_are_hashed(redis_url: str) -> None:
-    app, ran = limited_app(redis_url)
+def test_a_named_limit_is_shared_by_routes_and_odd_keys_are_hashed(rl_redis_url: str) -> None:
+    app, ran = limited_app(rl_redis_url)
     with TestClient(app) as client:
         assert client.get("/s1/1", headers={"x-tenant": "t"}).status_code == 200
         assert client.get("/s2", headers={"x-tenant": "t"}).status_code == 200
@@ -430,8 +424,8 @@ def test_a_named_limit_is_shared_by_routes_and_odd_keys_are_hashed(redis_url: st
         assert all(n.startswith("rl:rate:http:shared:h-") and "{" not in n for n in names)
 
 
-def test_a_route_limit_with_a_burst(redis_url: str) -> None:
-    app, _ = limited_app(redis_url)
+def test_a_route_limit_with_a_burst(rl_redis_url: str) -> None:
+    app, _ = limited_app(rl_redis_url)
     with TestClient(app) as client:
         codes = [client.get("/burst").status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
@@ -481,10 +475,10 @@ def test_the_admin_api_needs_the_token(client: TestClient) -> None:
 
 
 def test_the_token_can_come_from_relier_admin_token(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RELIER_ADMIN_TOKEN", TOKEN)
-    with TestClient(make_app(redis_url, admin={})) as client:
+    with TestClient(make_app(rl_redis_url, admin={})) as client:
         assert client.get("/relier/status").status_code == 401
         assert client.get("/relier/status", headers=AUTH).status_code == 200
 
@@ -497,32 +491,32 @@ def test_mounting_without_authentication_is_refused(monkeypatch: pytest.MonkeyPa
         relier_admin_router(token="short")
 
 
-def test_allow_unauthenticated_must_be_explicit(redis_url: str) -> None:
+def test_allow_unauthenticated_must_be_explicit(rl_redis_url: str) -> None:
     admin = {"allow_unauthenticated": True}
-    with TestClient(make_app(redis_url, admin=admin)) as client:
+    with TestClient(make_app(rl_redis_url, admin=admin)) as client:
         assert client.get("/relier/status").status_code == 200
 
 
-def test_the_apps_own_dependency_guards_the_api(redis_url: str) -> None:
+def test_the_apps_own_dependency_guards_the_api(rl_redis_url: str) -> None:
     def require_admin(request: Request) -> None:
         if request.headers.get("x-role") != "admin":
             raise HTTPException(status_code=403, detail="admins only")
 
     admin = {"dependencies": [Depends(require_admin)]}
-    with TestClient(make_app(redis_url, admin=admin)) as client:
+    with TestClient(make_app(rl_redis_url, admin=admin)) as client:
         assert client.get("/relier/status").status_code == 403
         assert client.get("/relier/status", headers={"x-role": "admin"}).status_code == 200
         # The page itself holds no data.
         assert client.get("/relier/").status_code == 200
 
 
-def test_token_and_dependency_must_both_pass(redis_url: str) -> None:
+def test_token_and_dependency_must_both_pass(rl_redis_url: str) -> None:
     def require_header(request: Request) -> None:
         if "x-ok" not in request.headers:
             raise HTTPException(status_code=403, detail="no")
 
     admin = {"token": TOKEN, "dependencies": [Depends(require_header)]}
-    with TestClient(make_app(redis_url, admin=admin)) as client:
+    with TestClient(make_app(rl_redis_url, admin=admin)) as client:
         assert client.get("/relier/status", headers=AUTH).status_code == 403
         assert client.get("/relier/status", headers={**AUTH, "x-ok": "1"}).status_code == 200
         assert client.get("/relier/status", headers={"x-ok": "1"}).status_code == 401
@@ -620,16 +614,16 @@ def test_release_and_purge_refuse_malformed_bodies(client: TestClient, body: Any
         assert client.post(path, json=body, headers=AUTH).status_code == 422
 
 
-def test_redis_down_is_a_503(redis_url: str, redis_server: Any) -> None:
-    with TestClient(make_app(redis_url, socket_connect_timeout=0.5)) as client:
+def test_redis_down_is_a_503(rl_redis_url: str, rl_redis: Any) -> None:
+    with TestClient(make_app(rl_redis_url, socket_connect_timeout=0.5)) as client:
         relier_of(client).close()
-        redis_server.stop()
+        rl_redis.stop()
         try:
             response = client.get("/relier/status", headers=AUTH)
             assert response.status_code == 503
             assert "unreachable" in response.json()["detail"]
         finally:
-            redis_server.start()
+            rl_redis.start()
 
 
 # -- OpenAPI and the dashboard ----------------------------------------------------------------
@@ -708,7 +702,7 @@ def test_the_dashboard_is_served_without_data_and_with_a_strict_policy(
     assert client.get("/relier", follow_redirects=False).status_code in (307, 308)
 
 
-def test_the_dashboard_can_be_left_out(redis_url: str) -> None:
+def test_the_dashboard_can_be_left_out(rl_redis_url: str) -> None:
     admin = {"token": TOKEN, "dashboard_page": False}
-    with TestClient(make_app(redis_url, admin=admin)) as client:
+    with TestClient(make_app(rl_redis_url, admin=admin)) as client:
         assert client.get("/relier/").status_code == 404

@@ -57,9 +57,9 @@ def fuzz(client: TestClient, operation: Any, mode: GenerationMode) -> Callable[[
 
 
 def test_the_admin_api_answers_every_generated_request_without_a_server_error(
-    redis_url: str,
+    rl_redis_url: str,
 ) -> None:
-    app = make_app(redis_url)
+    app = make_app(rl_redis_url)
     schema = schemathesis.openapi.from_dict(app.openapi())
     operations = [
         # A union of Ok and Err; the app's own schema is valid, so each is Ok.

@@ -53,7 +53,7 @@ def capped(n: int) -> int:
 
 
 def make_app(
-    redis_url: str | None,
+    rl_redis_url: str | None,
     ext: Relier | None = None,
     *,
     admin: dict[str, Any] | None = None,
@@ -62,8 +62,8 @@ def make_app(
     """A Flask app whose views push with the extension (``rl.push``)."""
     app = Flask(__name__)
     app.config["TESTING"] = True
-    if redis_url is not None:
-        app.config["RELIER_REDIS_URL"] = redis_url
+    if rl_redis_url is not None:
+        app.config["RELIER_REDIS_URL"] = rl_redis_url
     app.config.update({f"RELIER_{k.upper()}": v for k, v in settings.items()})
     rl = ext or Relier(**(admin if admin is not None else {"token": TOKEN}))
     rl.init_app(app)
@@ -124,8 +124,8 @@ def apps() -> Iterator[list[Flask]]:
 
 
 @pytest.fixture
-def app(redis_url: str, apps: list[Flask]) -> Flask:
-    made = make_app(redis_url)
+def app(rl_redis_url: str, apps: list[Flask]) -> Flask:
+    made = make_app(rl_redis_url)
     apps.append(made)
     return made
 
@@ -136,9 +136,9 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def env_default(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def env_default(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The process-wide default hub reads the test Redis from the environment."""
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
     reset()
     yield
     reset()
@@ -162,9 +162,9 @@ def test_push_in_a_view_journals_and_queues_the_task(app: Flask, client: FlaskCl
 
 
 def test_the_hub_is_in_app_extensions_and_uses_app_config(
-    redis_url: str, apps: list[Flask]
+    rl_redis_url: str, apps: list[Flask]
 ) -> None:
-    app = make_app(redis_url, key_prefix="flaskapp")
+    app = make_app(rl_redis_url, key_prefix="flaskapp")
     apps.append(app)
     hub = app.extensions["relier"]
     assert isinstance(hub, relier.Relier) and hub is relier_of(app)
@@ -200,10 +200,12 @@ def test_bare_task_push_in_a_view_uses_the_default_hub_from_the_environment(
     assert client.post("/limited-bare").status_code == 429
 
 
-def test_init_app_registers_one_extension_on_many_apps(redis_url: str, apps: list[Flask]) -> None:
+def test_init_app_registers_one_extension_on_many_apps(
+    rl_redis_url: str, apps: list[Flask]
+) -> None:
     rl = Relier(token=TOKEN)
-    first = make_app(redis_url, rl, key_prefix="one")
-    second = make_app(redis_url, rl, key_prefix="two")
+    first = make_app(rl_redis_url, rl, key_prefix="one")
+    second = make_app(rl_redis_url, rl, key_prefix="two")
     apps += [first, second]
     assert relier_of(first).settings.key_prefix == "one"
     assert relier_of(second).settings.key_prefix == "two"
@@ -217,8 +219,8 @@ def test_init_app_registers_one_extension_on_many_apps(redis_url: str, apps: lis
         rl.init_app(first)
 
 
-def test_a_hub_can_be_passed_in(redis_url: str, apps: list[Flask]) -> None:
-    hub = relier.Relier(load_settings(redis_url=redis_url, key_prefix="given"))
+def test_a_hub_can_be_passed_in(rl_redis_url: str, apps: list[Flask]) -> None:
+    hub = relier.Relier(load_settings(redis_url=rl_redis_url, key_prefix="given"))
     try:
         app = Flask(__name__)
         Relier(app, relier=hub, token=TOKEN)
@@ -298,9 +300,9 @@ def test_a_rate_limited_push_is_a_429_with_retry_after(client: FlaskClient) -> N
 
 
 def test_a_queue_depth_cap_is_a_429_with_the_configured_wait(
-    redis_url: str, apps: list[Flask]
+    rl_redis_url: str, apps: list[Flask]
 ) -> None:
-    app = make_app(redis_url, depth_retry_after=2.5)
+    app = make_app(rl_redis_url, depth_retry_after=2.5)
     apps.append(app)
     client = app.test_client()
     assert client.post("/capped").status_code == 200
@@ -317,10 +319,10 @@ def test_an_error_raised_by_the_view_itself_is_a_429(client: FlaskClient) -> Non
 
 
 def test_the_problem_type_can_be_set_and_the_handler_left_out(
-    redis_url: str, apps: list[Flask]
+    rl_redis_url: str, apps: list[Flask]
 ) -> None:
-    typed = make_app(redis_url, admin={"token": TOKEN, "problem_type": "urn:busy"})
-    bare = make_app(redis_url, admin={"token": TOKEN, "admission_handler": False})
+    typed = make_app(rl_redis_url, admin={"token": TOKEN, "problem_type": "urn:busy"})
+    bare = make_app(rl_redis_url, admin={"token": TOKEN, "admission_handler": False})
     apps += [typed, bare]
     assert typed.test_client().get("/refused").get_json()["type"] == "urn:busy"
     with pytest.raises(AdmissionRejectedError):
@@ -374,11 +376,11 @@ def test_the_admin_api_needs_the_token(client: FlaskClient) -> None:
 
 
 def test_the_token_can_come_from_app_config_or_the_environment(
-    redis_url: str, apps: list[Flask], monkeypatch: pytest.MonkeyPatch
+    rl_redis_url: str, apps: list[Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from_config = make_app(redis_url, admin={}, admin_token=TOKEN)
+    from_config = make_app(rl_redis_url, admin={}, admin_token=TOKEN)
     monkeypatch.setenv("RELIER_ADMIN_TOKEN", TOKEN + "-env")
-    from_env = make_app(redis_url, admin={})
+    from_env = make_app(rl_redis_url, admin={})
     apps += [from_config, from_env]
     client = from_config.test_client()
     assert client.get("/relier/status").status_code == 401
@@ -389,11 +391,11 @@ def test_the_token_can_come_from_app_config_or_the_environment(
 
 
 def test_registering_without_authentication_is_refused(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    rl_redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RELIER_ADMIN_TOKEN", raising=False)
     app = Flask(__name__)
-    app.config["RELIER_REDIS_URL"] = redis_url
+    app.config["RELIER_REDIS_URL"] = rl_redis_url
     with pytest.raises(ConfigurationError, match="allow_unauthenticated"):
         Relier(app)
     assert "relier" not in app.extensions and not app.blueprints
@@ -404,18 +406,18 @@ def test_registering_without_authentication_is_refused(
 
 
 def test_allow_unauthenticated_must_be_explicit_and_admin_can_be_left_out(
-    redis_url: str, apps: list[Flask], monkeypatch: pytest.MonkeyPatch
+    rl_redis_url: str, apps: list[Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RELIER_ADMIN_TOKEN", raising=False)
-    open_app = make_app(redis_url, admin={"allow_unauthenticated": True})
-    no_admin = make_app(redis_url, admin={"admin": False})
+    open_app = make_app(rl_redis_url, admin={"allow_unauthenticated": True})
+    no_admin = make_app(rl_redis_url, admin={"admin": False})
     apps += [open_app, no_admin]
     assert open_app.test_client().get("/relier/status").status_code == 200
     assert no_admin.test_client().get("/relier/status").status_code == 404
     assert no_admin.test_client().post("/greet", query_string={"name": "x"}).status_code == 200
 
 
-def test_the_apps_own_check_guards_the_api(redis_url: str, apps: list[Flask]) -> None:
+def test_the_apps_own_check_guards_the_api(rl_redis_url: str, apps: list[Flask]) -> None:
     def require_admin() -> Response | None:
         if request.headers.get("x-role") == "viewer":
             return Response("viewers cannot", status=403)
@@ -423,7 +425,7 @@ def test_the_apps_own_check_guards_the_api(redis_url: str, apps: list[Flask]) ->
             abort(403, "admins only")
         return None
 
-    app = make_app(redis_url, admin={"auth": require_admin})
+    app = make_app(rl_redis_url, admin={"auth": require_admin})
     apps.append(app)
     client = app.test_client()
     denied = client.get("/relier/status")
@@ -435,12 +437,12 @@ def test_the_apps_own_check_guards_the_api(redis_url: str, apps: list[Flask]) ->
     assert client.post("/greet", query_string={"name": "x"}).status_code == 200
 
 
-def test_token_and_check_must_both_pass(redis_url: str, apps: list[Flask]) -> None:
+def test_token_and_check_must_both_pass(rl_redis_url: str, apps: list[Flask]) -> None:
     def require_header() -> None:
         if "x-ok" not in request.headers:
             abort(403)
 
-    app = make_app(redis_url, admin={"token": TOKEN, "auth": require_header})
+    app = make_app(rl_redis_url, admin={"token": TOKEN, "auth": require_header})
     apps.append(app)
     client = app.test_client()
     assert client.get("/relier/status", headers=AUTH).status_code == 403
@@ -572,20 +574,20 @@ def test_a_body_that_is_not_json_is_a_400(client: FlaskClient) -> None:
         assert "not JSON" in response.get_json()["detail"]
 
 
-def test_redis_down_is_a_503(redis_url: str, redis_server: Any, apps: list[Flask]) -> None:
-    app = make_app(redis_url, socket_connect_timeout=0.5)
+def test_redis_down_is_a_503(rl_redis_url: str, rl_redis: Any, apps: list[Flask]) -> None:
+    app = make_app(rl_redis_url, socket_connect_timeout=0.5)
     apps.append(app)
     client = app.test_client()
     assert client.get("/relier/health", headers=AUTH).status_code == 200
     relier_of(app).close()
-    redis_server.stop()
+    rl_redis.stop()
     try:
         for path in ("/relier/health", "/relier/status"):
             response = client.get(path, headers=AUTH)
             assert response.status_code == 503
             assert "unreachable" in response.get_json()["detail"]
     finally:
-        redis_server.start()
+        rl_redis.start()
 
 
 def test_the_json_shapes_are_the_fastapi_routers(app: Flask, client: FlaskClient) -> None:

@@ -26,8 +26,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def env(relier_env: dict[str, str]) -> dict[str, str]:
-    return {**relier_env, "RELIER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(EXAMPLE)}
+def env(rl_env: dict[str, str]) -> dict[str, str]:
+    return {**rl_env, "RELIER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(EXAMPLE)}
 
 
 @pytest.fixture

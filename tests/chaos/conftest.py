@@ -40,9 +40,9 @@ def ledger(rl: Relier) -> Ledger:
 
 
 @pytest.fixture
-def fast_env(relier_env: dict[str, str]) -> dict[str, str]:
+def fast_env(rl_env: dict[str, str]) -> dict[str, str]:
     """Worker environment with a 1 s lease renewed every 0.2 s, scanned every 0.2 s."""
-    return {**relier_env, **FAST}
+    return {**rl_env, **FAST}
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ RATE = 50  # pushes per second: the outage lands mid-stream
 @pytest.mark.parametrize("outage", [1.0, 3.0])
 def test_redis_restart_under_load_loses_nothing(
     outage: float,
-    redis_server: RedisServer,
+    rl_redis: RedisServer,
     rl: Relier,
     rl_worker: WorkerFactory,
     ledger: Ledger,
@@ -62,9 +62,9 @@ def test_redis_restart_under_load_loses_nothing(
     producer.start()
     time.sleep(2.0)
     down_at = now_ms()
-    redis_server.stop()
+    rl_redis.stop()
     time.sleep(outage)
-    redis_server.start()
+    rl_redis.start()
     up_at = now_ms()
     producer.join(60)
     assert not producer.is_alive() and failures == []

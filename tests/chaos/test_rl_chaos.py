@@ -107,16 +107,14 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    redis_server.start()
-    with redis_server.client() as client:
+def cluster(rl_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    rl_redis.start()
+    with rl_redis.client() as client:
         client.flushall()
-    env = chaos_env(redis_server.url, RELIER_CHAOS="1")
+    env = chaos_env(rl_redis.url, RELIER_CHAOS="1")
     factory = WorkerFactory(env, ROOT, tmp_path_factory.mktemp("rl-chaos-workers"))
     try:
-        yield Cluster(redis_server, factory)
+        yield Cluster(rl_redis, factory)
     finally:
         factory.close()
 
@@ -256,10 +254,8 @@ def test_remote_workers_cannot_be_signalled(cluster: Cluster) -> None:
     assert "elsewhere.example" in result["reason"]
 
 
-def test_redis_restart_is_not_applicable_without_aof(
-    redis_server: RedisServer, tmp_path: Path
-) -> None:
-    plain = redis_server.start_extra("--appendonly", "no")
+def test_redis_restart_is_not_applicable_without_aof(rl_redis: RedisServer, tmp_path: Path) -> None:
+    plain = rl_redis.start_extra("--appendonly", "no")
     # Preflight would refuse this Redis; the worker skips it to give rl chaos a cluster.
     env = chaos_env(plain.url, RELIER_CHAOS="1", RELIER_PREFLIGHT="false")
     factory = WorkerFactory(env, ROOT, tmp_path / "workers")

@@ -86,9 +86,9 @@ def test_rolling_restart_under_load_loses_nothing_and_runs_each_task_once(
 
 
 def test_a_task_longer_than_the_grace_period_is_handed_back_and_finishes_elsewhere(
-    rl_worker: WorkerFactory, relier_env: dict[str, str], ledger: Ledger, chaos_report: Report
+    rl_worker: WorkerFactory, rl_env: dict[str, str], ledger: Ledger, chaos_report: Report
 ) -> None:
-    env = {**relier_env, "RELIER_SHUTDOWN_GRACE": "2"}
+    env = {**rl_env, "RELIER_SHUTDOWN_GRACE": "2"}
     workers = {"w1": rl_worker(APP, concurrency=1, env=env)}
     workers["w2"] = rl_worker(APP, concurrency=1, env=env)
     handle = apps.hold.push(30.0, 0.05)

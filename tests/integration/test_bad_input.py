@@ -89,10 +89,10 @@ def test_tampered_journal_envelope_goes_to_the_dlq(rl_worker: WorkerFactory, rl:
 
 
 def test_plain_celery_message_for_a_relier_task_is_refused_and_logged(
-    rl_worker: WorkerFactory, rl: Relier, redis_url: str
+    rl_worker: WorkerFactory, rl: Relier, rl_redis_url: str
 ) -> None:
     worker = rl_worker(APP)
-    producer = Celery("plain", broker=redis_url)
+    producer = Celery("plain", broker=rl_redis_url)
     producer.send_task("basic.count", args=("plain",), task_id="plain-celery-id")
     producer.close()
     worker.wait_for_log("Relier did not write", timeout=20)
@@ -101,21 +101,21 @@ def test_plain_celery_message_for_a_relier_task_is_refused_and_logged(
 
 
 def test_foreign_message_for_a_journaled_task_runs_the_journaled_payload(
-    rl_worker: WorkerFactory, rl: Relier, redis_url: str
+    rl_worker: WorkerFactory, rl: Relier, rl_redis_url: str
 ) -> None:
     rl_worker(APP)
     handle = basic.add.with_options(countdown=30).push(20, 22)  # journaled, not yet published
-    producer = Celery("plain", broker=redis_url)
+    producer = Celery("plain", broker=rl_redis_url)
     producer.send_task("basic.add", args=(1, 1), task_id=handle.id)
     producer.close()
     assert handle.result(timeout=20) == 42  # the journal's arguments, not the message's
 
 
 def test_worker_refuses_to_start_on_redis_without_aof(
-    redis_server: RedisServer, relier_env: dict[str, str]
+    rl_redis: RedisServer, rl_env: dict[str, str]
 ) -> None:
-    unsafe = redis_server.start_extra("--appendonly", "no", "--maxmemory-policy", "allkeys-lru")
-    env = {**relier_env, "RELIER_REDIS_URL": unsafe.url}
+    unsafe = rl_redis.start_extra("--appendonly", "no", "--maxmemory-policy", "allkeys-lru")
+    env = {**rl_env, "RELIER_REDIS_URL": unsafe.url}
     proc = subprocess.run(
         [sys.executable, "-m", "relier", "worker", "-A", APP, "--concurrency", "1"],
         env=env, capture_output=True, text=True, timeout=60,
@@ -127,10 +127,10 @@ def test_worker_refuses_to_start_on_redis_without_aof(
 
 
 def test_plain_celery_worker_with_a_bound_app_refuses_unsafe_redis(
-    redis_server: RedisServer, relier_env: dict[str, str]
+    rl_redis: RedisServer, rl_env: dict[str, str]
 ) -> None:
-    unsafe = redis_server.start_extra("--appendonly", "no")
-    env = {**relier_env, "RELIER_REDIS_URL": unsafe.url}
+    unsafe = rl_redis.start_extra("--appendonly", "no")
+    env = {**rl_env, "RELIER_REDIS_URL": unsafe.url}
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "tests.integration.apps.with_app", "worker",
@@ -151,9 +151,9 @@ def test_bound_celery_app_runs_tasks(rl_worker: WorkerFactory, rl: Relier) -> No
 
 
 def test_worker_with_unreachable_redis_exits_with_a_clear_error(
-    rl_cli: CliRunner, relier_env: dict[str, str]
+    rl_cli: CliRunner, rl_env: dict[str, str]
 ) -> None:
-    env = {**relier_env, "RELIER_REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {**rl_env, "RELIER_REDIS_URL": "redis://127.0.0.1:1/0"}
     proc = rl_cli("worker", "-A", APP, env=env)
     assert proc.returncode == 3  # Redis unreachable, as for every rl command
     assert "RedisUnavailableError" in proc.stderr and "127.0.0.1:1" in proc.stderr

@@ -44,11 +44,11 @@ def run_probe(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_the_liveness_probe_follows_the_workers_lease(
-    tmp_path: Path, relier_env: dict[str, str], rl_worker: WorkerFactory
+    tmp_path: Path, rl_env: dict[str, str], rl_worker: WorkerFactory
 ) -> None:
     probe = tmp_path / "relier_probe.py"
     probe.write_text(probe_source())
-    env = {**relier_env, "RELIER_LEASE_TTL_MS": str(LEASE_TTL_MS), "RELIER_LEASE_RENEW_MS": "100"}
+    env = {**rl_env, "RELIER_LEASE_TTL_MS": str(LEASE_TTL_MS), "RELIER_LEASE_RENEW_MS": "100"}
 
     nobody = run_probe(probe, env)
     assert nobody.returncode == 1, nobody.stdout + nobody.stderr

@@ -44,9 +44,9 @@ WAIT = 20
 
 
 @pytest.fixture
-def signed_rl(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
+def signed_rl(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
     """The process-default Relier with the cluster's signing key: its pushes are signed."""
-    monkeypatch.setenv("RELIER_REDIS_URL", redis_url)
+    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
     monkeypatch.setenv("RELIER_SIGNING_KEY", KEY)
     reset()
     yield relier.current()
@@ -260,10 +260,10 @@ def test_bad_envelopes_in_the_journal_go_to_the_dlq(rl_worker: WorkerFactory, rl
 
 
 def test_a_keyed_worker_refuses_forged_and_unsigned_envelopes(
-    rl_worker: WorkerFactory, signed_rl: Relier, relier_env: dict[str, str], redis_url: str
+    rl_worker: WorkerFactory, signed_rl: Relier, rl_env: dict[str, str], rl_redis_url: str
 ) -> None:
     rl = signed_rl
-    env = {**relier_env, "RELIER_SIGNING_KEY": KEY, "RELIER_SIGNING_OLD_KEYS": OLD_KEY}
+    env = {**rl_env, "RELIER_SIGNING_KEY": KEY, "RELIER_SIGNING_OLD_KEYS": OLD_KEY}
     worker = rl_worker(APP, env=env)
     stream = Stream()
     stream.push()  # signed by this process, which has the key
@@ -307,7 +307,7 @@ def test_a_keyed_worker_refuses_forged_and_unsigned_envelopes(
 
     # A plain Celery app sends straight to the broker: refused (no journal entry), and a
     # replay of a refused task's id does not bring it back to life.
-    producer = Celery("plain", broker=redis_url)
+    producer = Celery("plain", broker=rl_redis_url)
     producer.signature("basic.count", args=("plain",)).apply_async(task_id=f"plain-{uuid.uuid4()}")
     producer.send_task("basic.add", args=(5, 5), task_id=next(iter(refused)))
     producer.close()

@@ -41,17 +41,14 @@ def test_50_concurrent_thread_pushes_run_the_body_once(
     assert runs(rl, "charge:o-1") == 1
 
 
-def test_50_concurrent_asyncio_pushes_run_the_body_once(
+async def test_50_concurrent_asyncio_pushes_run_the_body_once(
     rl_worker: WorkerFactory, rl: Relier
 ) -> None:
     rl_worker(APP)
-
-    async def main() -> list[object]:
-        handles = await asyncio.gather(*(basic.charge.apush("o-2", 500) for _ in range(50)))
-        assert sum(h.created for h in handles) == 1
-        return list(await asyncio.gather(*(h.aresult(timeout=20) for h in handles)))
-
-    assert asyncio.run(main()) == [{"order": "o-2", "cents": 500, "execution": 1}] * 50
+    handles = await asyncio.gather(*(basic.charge.apush("o-2", 500) for _ in range(50)))
+    assert sum(h.created for h in handles) == 1
+    results = await asyncio.gather(*(h.aresult(timeout=20) for h in handles))
+    assert results == [{"order": "o-2", "cents": 500, "execution": 1}] * 50
     assert runs(rl, "charge:o-2") == 1
 
 

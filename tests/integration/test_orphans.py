@@ -58,12 +58,12 @@ def _history(rl: Relier, task_id: str) -> list[dict[str, object]]:
 
 
 def test_message_lost_with_a_redis_restart_is_republished(
-    rl_worker: WorkerFactory, redis_server: RedisServer, relier_env: dict[str, str]
+    rl_worker: WorkerFactory, rl_redis: RedisServer, rl_env: dict[str, str]
 ) -> None:
     # A BRPOP served just before Redis went down, whose reply never arrived:
     # the message is gone from the queue and never reached kombu's unacked.
     # A Redis of its own: this test restarts it, and must not share it.
-    own = redis_server.start_extra("--appendfsync", "always")
+    own = rl_redis.start_extra("--appendfsync", "always")
     relier = Relier(load_settings(redis_url=own.url))
     basic.add.relier = relier
     try:
@@ -73,7 +73,7 @@ def test_message_lost_with_a_redis_restart_is_republished(
         run_id = own.client().info("server")["run_id"]
         own.restart()
         assert own.client().info("server")["run_id"] != run_id
-        rl_worker(APP, env={**relier_env, "RELIER_REDIS_URL": own.url})
+        rl_worker(APP, env={**rl_env, "RELIER_REDIS_URL": own.url})
         assert handle.result(timeout=30) == 42
         assert "republished" in [e["e"] for e in _history(relier, handle.id)]
         # A countdown push is the scheduler's: it is not published early.

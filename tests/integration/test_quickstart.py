@@ -59,27 +59,27 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_the_quickstart_runs_start_to_finish(
-    project: Path, relier_env: dict[str, str], redis_url: str
+    project: Path, rl_env: dict[str, str], rl_redis_url: str
 ) -> None:
-    rl = CliRunner(relier_env, project)
+    rl = CliRunner(rl_env, project)
     preflight = rl("preflight")
     assert preflight.returncode == 0, preflight.stdout + preflight.stderr
     assert "OK: Redis is safe for Relier" in preflight.stdout
 
-    workers = WorkerFactory(relier_env, project, project / "logs")
+    workers = WorkerFactory(rl_env, project, project / "logs")
     try:
         worker = workers("myproject.tasks", concurrency=4, queues="emails,celery")
-        pushed = run_script(project / "push.py", relier_env)
+        pushed = run_script(project / "push.py", rl_env)
         assert pushed.returncode == 0, pushed.stdout + pushed.stderr
         assert "{'product': 7, 'cents': 1999}" in pushed.stdout
 
-        results = run_script(project / "results.py", relier_env)
+        results = run_script(project / "results.py", rl_env)
         assert results.returncode == 0, results.stdout + results.stderr
         first = results.stdout.split()
         assert first[1] in {"PENDING", "RESERVED", "RUNNING", "SUCCEEDED"}, results.stdout
         assert "in the dead letter queue" not in results.stdout, results.stdout
 
-        dlq = run_script(project / "dlq.py", relier_env)
+        dlq = run_script(project / "dlq.py", rl_env)
         assert dlq.returncode == 0, dlq.stdout + dlq.stderr
         assert dlq.stdout.startswith("0 dead tasks"), dlq.stdout
         worker.wait_for_log("sending vip to user 3")
@@ -89,12 +89,12 @@ def test_the_quickstart_runs_start_to_finish(
 
 
 def test_the_quickstarts_own_celery_app_runs_the_tasks(
-    project: Path, relier_env: dict[str, str], redis_url: str
+    project: Path, rl_env: dict[str, str], rl_redis_url: str
 ) -> None:
     own_app = (project / "own_app.py").read_text()
     assert PAGE_BROKER in own_app, f"the page's own-app block no longer names {PAGE_BROKER}"
-    (project / "myproject" / "celery.py").write_text(own_app.replace(PAGE_BROKER, redis_url))
-    workers = WorkerFactory(relier_env, project, project / "logs")
+    (project / "myproject" / "celery.py").write_text(own_app.replace(PAGE_BROKER, rl_redis_url))
+    workers = WorkerFactory(rl_env, project, project / "logs")
     try:
         workers("myproject.celery:app", concurrency=2, queues="emails,celery")
         script = project / "fetch.py"
@@ -102,7 +102,7 @@ def test_the_quickstarts_own_celery_app_runs_the_tasks(
             "from myproject.tasks import fetch_price\n"
             "print(fetch_price.push(11).result(timeout=30))\n"
         )
-        fetched = run_script(script, relier_env)
+        fetched = run_script(script, rl_env)
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         assert fetched.stdout.strip() == "{'product': 11, 'cents': 1999}"
     finally:

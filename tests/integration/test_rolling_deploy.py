@@ -81,12 +81,12 @@ def wait_until(check: Callable[[], bool], timeout: float = 15) -> None:
 
 
 def test_old_and_new_workers_side_by_side_run_every_call_on_code_that_knows_it(
-    rl_worker: WorkerFactory, rl: Relier, relier_env: dict[str, str]
+    rl_worker: WorkerFactory, rl: Relier, rl_env: dict[str, str]
 ) -> None:
     old = rl_worker(f"{APPS}.deploy_v1", concurrency=1)
     # Producers are upgraded before any worker: the only worker runs v1 code.
     early = push(
-        relier_env,
+        rl_env,
         v1=[v1("Ada Lovelace"), v1("Alan Turing")],
         v2=[v2("Grace", "Hopper", greeting="Hi"), v2("Edsger", "Dijkstra")],
     )
@@ -104,7 +104,7 @@ def test_old_and_new_workers_side_by_side_run_every_call_on_code_that_knows_it(
     rl_worker(f"{APPS}.deploy_v2", concurrency=2)
     people = [("Barbara", "Liskov"), ("Donald", "Knuth"), ("Frances", "Allen"), ("John", "Backus")]
     during = push(
-        relier_env,
+        rl_env,
         v1=[v1(f"{first} {last}") for first, last in people],
         v2=[v2(first, last, greeting="Hey") for first, last in people],
     )
@@ -114,7 +114,7 @@ def test_old_and_new_workers_side_by_side_run_every_call_on_code_that_knows_it(
     # the v2 worker); a producer not yet upgraded still pushes v1 calls,
     # which the v2 worker migrates.
     assert old.terminate() == 0
-    late = push(relier_env, v1=[v1("Niklaus Wirth"), v1("Tony Hoare")])
+    late = push(rl_env, v1=[v1("Niklaus Wirth"), v1("Tony Hoare")])
     assert results(rl, early["v2"]) == ["Hi, Grace Hopper!", "Hello, Edsger Dijkstra!"]
     assert results(rl, during["v2"]) == [f"Hey, {f} {la}!" for f, la in people]
     assert results(rl, late["v1"]) == ["Hello, Niklaus Wirth!", "Hello, Tony Hoare!"]
@@ -134,10 +134,10 @@ def test_old_and_new_workers_side_by_side_run_every_call_on_code_that_knows_it(
 
 
 def test_a_lone_old_worker_defers_a_newer_call_then_dead_letters_it(
-    rl_worker: WorkerFactory, rl: Relier, relier_env: dict[str, str]
+    rl_worker: WorkerFactory, rl: Relier, rl_env: dict[str, str]
 ) -> None:
-    rl_worker(f"{APPS}.deploy_v1", env={**relier_env, "RELIER_SCHEMA_DEFER_MAX": "1.5"})
-    (task_id,) = push(relier_env, v2=[v2("Grace", "Hopper")])["v2"]
+    rl_worker(f"{APPS}.deploy_v1", env={**rl_env, "RELIER_SCHEMA_DEFER_MAX": "1.5"})
+    (task_id,) = push(rl_env, v2=[v2("Grace", "Hopper")])["v2"]
     with pytest.raises(TaskFailedError) as info:
         TaskHandle(rl, task_id, NAME).result(timeout=20)
     assert info.value.reason == "schema_too_new"
@@ -156,11 +156,11 @@ def test_a_lone_old_worker_defers_a_newer_call_then_dead_letters_it(
 
 
 def test_a_v3_worker_migrates_v1_and_v2_calls_step_by_step(
-    rl_worker: WorkerFactory, rl: Relier, relier_env: dict[str, str]
+    rl_worker: WorkerFactory, rl: Relier, rl_env: dict[str, str]
 ) -> None:
     rl_worker(f"{APPS}.deploy_v3")
     ids = push(
-        relier_env,
+        rl_env,
         v1=[v1("Ada Lovelace")],
         v2=[v2("Grace", "Hopper", greeting="Hi"), {"args": [], "kwargs": {"first": "Alan"}}],
         v3=[v3("Barbara", "Liskov", greeting="Hey")],
@@ -176,10 +176,10 @@ def test_a_v3_worker_migrates_v1_and_v2_calls_step_by_step(
 
 
 def test_a_failing_migration_sends_the_task_to_the_dlq(
-    rl_worker: WorkerFactory, rl: Relier, relier_env: dict[str, str]
+    rl_worker: WorkerFactory, rl: Relier, rl_env: dict[str, str]
 ) -> None:
     rl_worker(f"{APPS}.deploy_v2")
-    bad, good = push(relier_env, v1=[v1("   "), v1("Ada Lovelace")])["v1"]
+    bad, good = push(rl_env, v1=[v1("   "), v1("Ada Lovelace")])["v1"]
     with pytest.raises(TaskFailedError) as info:
         TaskHandle(rl, bad, NAME).result(timeout=20)
     assert info.value.reason == "migration_failed"

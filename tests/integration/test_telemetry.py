@@ -100,10 +100,10 @@ def release(r: Relier, key: str) -> None:
 
 
 def test_one_trace_from_push_to_execution_and_each_event_once(
-    rl_worker: WorkerFactory, rl: Relier, otel: Otel, relier_env: dict[str, str], tmp_path: Path
+    rl_worker: WorkerFactory, rl: Relier, otel: Otel, rl_env: dict[str, str], tmp_path: Path
 ) -> None:
     spans_file = tmp_path / "spans.jsonl"
-    env = {**relier_env, "TELEMETRY_SPANS": str(spans_file)}
+    env = {**rl_env, "TELEMETRY_SPANS": str(spans_file)}
     worker = rl_worker(APP, "--prefetch-multiplier", "2", concurrency=3, queues=apps.QUEUE, env=env)
     added = apps.add.push(20, 22)
     flaky, slow, spin, broken = (
@@ -209,14 +209,14 @@ def test_one_trace_from_push_to_execution_and_each_event_once(
 
 
 def test_a_zombie_commit_is_a_stale_fence_event_and_prometheus_serves_the_metrics(
-    rl_worker: WorkerFactory, rl: Relier, otel: Otel, relier_env: dict[str, str], tmp_path: Path
+    rl_worker: WorkerFactory, rl: Relier, otel: Otel, rl_env: dict[str, str], tmp_path: Path
 ) -> None:
     spans_file = tmp_path / "spans.jsonl"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {
-        **relier_env,
+        **rl_env,
         "TELEMETRY_SPANS": str(spans_file),
         "RELIER_PROMETHEUS_PORT": str(port),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -30,16 +29,13 @@ def test_sync_and_async_tasks_return_results(rl_worker: WorkerFactory, rl: Relie
     assert sync_handles[0].state() == "SUCCEEDED"
 
 
-def test_apush_and_push_many_from_asyncio(rl_worker: WorkerFactory, rl: Relier) -> None:
+async def test_apush_and_push_many_from_asyncio(rl_worker: WorkerFactory, rl: Relier) -> None:
     rl_worker(APP)
-
-    async def main() -> list[object]:
-        handles = await basic.aadd.apush_many([(i, 2) for i in range(50)])
-        one = await basic.add.apush(40, 2)
-        kw = await basic.kw.apush_many([basic.kw.call(name="x", times=3)])
-        return [await h.aresult(timeout=20) for h in [*handles, one, *kw]]
-
-    assert asyncio.run(main()) == [*(i + 2 for i in range(50)), 42, "xxx"]
+    handles = await basic.aadd.apush_many([(i, 2) for i in range(50)])
+    one = await basic.add.apush(40, 2)
+    kw = await basic.kw.apush_many([basic.kw.call(name="x", times=3)])
+    results = [await h.aresult(timeout=20) for h in [*handles, one, *kw]]
+    assert results == [*(i + 2 for i in range(50)), 42, "xxx"]
     handles = basic.add.push_many([(i, 0) for i in range(300)])
     assert [h.result(timeout=30) for h in handles] == list(range(300))
 

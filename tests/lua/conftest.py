@@ -13,8 +13,8 @@ from tests.lua.journal import HMAX, KEYS
 
 
 @pytest.fixture
-def client(redis_url: str, redis_server: Any) -> Iterator[redis.Redis]:
-    c = redis_server.client()
+def client(rl_redis_url: str, rl_redis: Any) -> Iterator[redis.Redis]:
+    c = rl_redis.client()
     yield c
     c.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -55,22 +54,19 @@ def test_sync_pipeline_reloads_after_flush(client: redis.Redis) -> None:
     assert client.llen(KEYS.queue("q")) == 4
 
 
-def test_async_scripts_reload_after_flush(redis_server: Any, client: redis.Redis) -> None:
-    async def scenario() -> None:
-        aclient = redis.asyncio.Redis.from_url(redis_server.url)
-        try:
-            scripts = AsyncScripts(aclient, KEYS, HMAX)
-            assert await scripts.dispatch(args("t1")) == (True, "PENDING")
-            await aclient.script_flush()
-            assert await scripts.dispatch(args("t2")) == (True, "PENDING")
-            await aclient.script_flush()
-            async with aclient.pipeline(transaction=False) as pipe:
-                await scripts.dispatch_in(pipe, args("t3"))
-                await scripts.dispatch_in(pipe, args("t1"))
-                replies = await pipe.execute()
-            assert replies == [[1, b"PENDING"], [0, b"PENDING"]]
-        finally:
-            await aclient.aclose()
-
-    asyncio.run(scenario())
+async def test_async_scripts_reload_after_flush(rl_redis: Any, client: redis.Redis) -> None:
+    aclient = redis.asyncio.Redis.from_url(rl_redis.url)
+    try:
+        scripts = AsyncScripts(aclient, KEYS, HMAX)
+        assert await scripts.dispatch(args("t1")) == (True, "PENDING")
+        await aclient.script_flush()
+        assert await scripts.dispatch(args("t2")) == (True, "PENDING")
+        await aclient.script_flush()
+        async with aclient.pipeline(transaction=False) as pipe:
+            await scripts.dispatch_in(pipe, args("t3"))
+            await scripts.dispatch_in(pipe, args("t1"))
+            replies = await pipe.execute()
+        assert replies == [[1, b"PENDING"], [0, b"PENDING"]]
+    finally:
+        await aclient.aclose()
     assert client.llen(KEYS.queue("q")) == 3

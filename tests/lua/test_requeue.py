@@ -55,13 +55,13 @@ def test_second_requeue_returns_zero(scripts: Scripts, client: redis.Redis) -> N
     assert queued_tags(client) == ["tag1", "tag0"]
 
 
-def test_concurrent_requeues_publish_once(redis_server: Any, scripts: Scripts) -> None:
+def test_concurrent_requeues_publish_once(rl_redis: Any, scripts: Scripts) -> None:
     retrying(scripts)
     barrier = threading.Barrier(8)
     results: list[int] = []
 
     def race(n: int) -> None:
-        c = redis_server.client()
+        c = rl_redis.client()
         try:
             mine = Scripts(c, KEYS, HMAX)
             barrier.wait()
@@ -75,7 +75,7 @@ def test_concurrent_requeues_publish_once(redis_server: Any, scripts: Scripts) -
     for t in threads:
         t.join()
     assert sorted(results) == [0] * 7 + [1]
-    with redis_server.client() as c:
+    with rl_redis.client() as c:
         assert c.llen(KEYS.queue("q")) == 2  # tag0 from dispatch, plus one requeue
 
 
