@@ -252,3 +252,28 @@ def test_the_architecture_map_names_every_module_and_only_real_ones() -> None:
         if not (ROOT / path).exists()
     ]
     assert stale == [], f"paths in docs/architecture.md's map that do not exist: {stale}"
+
+
+# Folders of tests that cut across layers (one per script, real processes, frameworks, speed).
+LANES = {"lua", "integration", "chaos", "adapters", "bench"}
+
+
+def test_the_unit_tests_mirror_the_package_folders() -> None:
+    """tests/<folder>/ is either a lane or the tests of relier/<folder>/."""
+    tests = ROOT / "tests"
+    for folder in sorted(p for p in tests.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        relative = folder.relative_to(tests)
+        if relative.parts[0] in LANES:
+            continue
+        source = ROOT / "relier" / relative
+        assert source.is_dir(), f"tests/{relative}/ mirrors no folder of relier/ (is it a lane?)"
+        for test in folder.glob("test_*.py"):
+            # A file named for a module tests that module; others test the folder as a whole.
+            module = source / f"{test.stem.removeprefix('test_')}.py"
+            assert module.exists() or test.stem in KNOWN_WHOLE, f"{test} names no module"
+
+
+# Test files of a folder that are not named for one module.
+KNOWN_WHOLE = {
+    "test_envelope_properties", "test_redis_full", "test_telemetry",
+}  # fmt: skip

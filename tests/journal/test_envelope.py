@@ -30,7 +30,7 @@ from relier.journal.envelope import FORMAT_VERSION, Envelope, decode, dumps, enc
 LIMIT = 1_048_576
 KEY = b"k" * 32
 OLD_KEY = b"o" * 32
-ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 
 def make(*args: Any, **kwargs: Any) -> Envelope:

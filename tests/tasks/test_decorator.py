@@ -53,9 +53,9 @@ class Holder:
 
 
 def test_name_defaults_to_module_and_qualname() -> None:
-    assert plain.name == "tests.test_task.plain"
-    assert coro.name == "tests.test_task.coro"
-    assert Holder.nested.name == "tests.test_task.Holder.nested"
+    assert plain.name == "tests.tasks.test_decorator.plain"
+    assert coro.name == "tests.tasks.test_decorator.coro"
+    assert Holder.nested.name == "tests.tasks.test_decorator.Holder.nested"
     assert configured.name == "tests.task.configured"
 
 
@@ -66,9 +66,9 @@ def test_tasks_are_registered_by_name() -> None:
 
 
 def test_duplicate_name_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match=r"tests\.test_task\.plain"):
+    with pytest.raises(ConfigurationError, match=r"tests\.tasks\.test_decorator\.plain"):
 
-        @rl_task(name="tests.test_task.plain")
+        @rl_task(name="tests.tasks.test_decorator.plain")
         def impostor(x: int) -> int:
             return x
 
@@ -81,7 +81,7 @@ def test_decorated_object_describes_the_function() -> None:
     assert plain.__doc__ == "Add two numbers."
     assert plain.__wrapped__ is plain.fn
     assert plain.fn.__name__ == "plain"
-    assert repr(plain) == "<RlTask tests.test_task.plain>"
+    assert repr(plain) == "<RlTask tests.tasks.test_decorator.plain>"
     assert plain.is_async is False
     assert coro.is_async is True
     assert plain.takes_context is False
@@ -205,7 +205,7 @@ def test_celery_task_is_registered_with_an_app() -> None:
 def test_shared_tasks_reach_every_app() -> None:
     app = Celery("tests.task.shared", set_as_current=False)
     app.finalize()
-    celery_task = app.tasks["tests.test_task.plain"]
+    celery_task = app.tasks["tests.tasks.test_decorator.plain"]
     assert celery_task.acks_late is True
     assert celery_task.name == plain.name
 

@@ -214,7 +214,7 @@ def test_worker_refuses_an_unsafe_redis(
     unsafe_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     use(monkeypatch, unsafe_url)
-    assert main(["worker", "-A", "tests.test_cli", "--concurrency", "1"]) == 2
+    assert main(["worker", "-A", "tests.cli.test_main", "--concurrency", "1"]) == 2
     err = capsys.readouterr().err
     assert "PreflightError" in err
     assert "CONFIG SET appendonly yes" in err
