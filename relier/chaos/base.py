@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from relier.chaos import probes
-from relier.chaos.ledger import Expect, Ledger
+from relier.chaos.ledger import Expect, Ledger, after
 from relier.cli.format import EXIT_UNAVAILABLE
 from relier.clock import now_ms
 from relier.hub import Relier
+from relier.ops.dlq import read_history
 from relier.ops.workers import list_workers
 
 __all__ = [
@@ -36,6 +37,11 @@ __all__ = [
     "NotApplicable",
     "ProbeWorker",
     "ScenarioResult",
+    "lease_s",
+    "process_alive",
+    "restart_latency",
+    "task_state",
+    "wait_for",
 ]
 
 EXIT_PASS = 0
@@ -281,3 +287,47 @@ class ChaosRun:
             self._say(f"  unfinished or unexpected: {task_id} {fields} events {events}")
         if shown:
             self.result.figures["not_as_expected"] = shown
+
+
+# -- helpers of every scenario ----------------------------------------------
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it is truthy (its value) or ``timeout`` s pass (None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def task_state(run: ChaosRun, task_id: str) -> str | None:
+    return run.job(task_id, "state")[0]
+
+
+def lease_s(run: ChaosRun) -> float:
+    return run.settings.lease_ttl_ms / 1000
+
+
+def restart_latency(
+    run: ChaosRun, task_id: str, at_ms: int, cause: str
+) -> tuple[int | None, int | None]:
+    """(ms from ``at_ms`` to the ``cause`` event, to the next start after it)."""
+    history = read_history(run.relier, task_id)
+    event = after(history, cause, at_ms)
+    if event is None:
+        return None, None
+    started = after(history, "started", int(event["t"]))
+    return int(event["t"]) - at_ms, (int(started["t"]) - at_ms if started else None)

@@ -29,10 +29,19 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.exceptions
 
 from relier.chaos import probes
-from relier.chaos.base import CannotRun, ChaosRun, NotApplicable, ProbeWorker
+from relier.chaos.base import (
+    CannotRun,
+    ChaosRun,
+    NotApplicable,
+    ProbeWorker,
+    lease_s,
+    process_alive,
+    restart_latency,
+    task_state,
+    wait_for,
+)
 from relier.chaos.ledger import after, summary
 from relier.chaos.proxy import TcpProxy
-from relier.chaos.workers import _alive, _lease_s, _restart_latency, _state, _wait
 from relier.clock import now_ms
 from relier.errors import RedisUnavailableError
 from relier.localredis import die_with_parent
@@ -193,7 +202,7 @@ def redis_restart(run: ChaosRun) -> None:
     time.sleep(0.3)
     down_at = now_ms()
     os.kill(pid, signal.SIGTERM)
-    gone = _wait(lambda: not _alive(pid), 20)
+    gone = wait_for(lambda: not process_alive(pid), 20)
     if not gone:
         run.check(False, f"Redis (pid {pid}) stopped within 20 s of SIGTERM")
         return
@@ -206,7 +215,7 @@ def redis_restart(run: ChaosRun) -> None:
             start_new_session=True,
         )  # fmt: skip
     _restarted.append(proc)
-    back = _wait(lambda: _answers(run), 30, 0.05)
+    back = wait_for(lambda: _answers(run), 30, 0.05)
     up_at = now_ms()
     if not back:
         code = proc.poll()
@@ -225,7 +234,7 @@ def redis_restart(run: ChaosRun) -> None:
     time.sleep(1.0)
     stop.set()
     producer.join(10)
-    drained = _wait(lambda: run.ledger.wait_final(0), run.timeout, 0.1)
+    drained = wait_for(lambda: run.ledger.wait_final(0), run.timeout, 0.1)
     drained_ms = now_ms() - up_at
     run.finish()
     verdict = run.ledger.verdict()
@@ -300,7 +309,7 @@ def partition(run: ChaosRun) -> None:
     def listed() -> ProbeWorker | None:
         return next((w for w in run.workers() if w.node.startswith(worker.node)), None)
 
-    target = _wait(lambda: worker.proc.poll() is None and listed(), 60, 0.1)
+    target = wait_for(lambda: worker.proc.poll() is None and listed(), 60, 0.1)
     if target is None:
         raise CannotRun(
             f"the partition worker (rl worker -A {run.app or 'relier.chaos.probes'}) did not "
@@ -310,7 +319,7 @@ def partition(run: ChaosRun) -> None:
         f"started worker {target.worker_id} connected to Redis through a TCP proxy on "
         f"127.0.0.1:{proxy.port}"
     )
-    lease = _lease_s(run)
+    lease = lease_s(run)
     min_cut = lease * 2 + run.settings.scan_interval_ms / 1000 + 1.0
     hold_s = min_cut + 10.0
     landed = run.land(target, seconds=hold_s, count=2)
@@ -319,9 +328,9 @@ def partition(run: ChaosRun) -> None:
     run.did(f"cut its {closed} proxied connections while it ran probes {', '.join(landed)}")
 
     def taken_over() -> bool:
-        return all(_state(run, t) == "SUCCEEDED" for t in landed)
+        return all(task_state(run, t) == "SUCCEEDED" for t in landed)
 
-    _wait(lambda: taken_over() and now_ms() - cut_at >= min_cut * 1000, run.timeout, 0.05)
+    wait_for(lambda: taken_over() and now_ms() - cut_at >= min_cut * 1000, run.timeout, 0.05)
     restore_at = now_ms()
     proxy.restore()
     probes.release(run.relier, landed)  # their holds end as soon as they reach Redis again
@@ -330,7 +339,7 @@ def partition(run: ChaosRun) -> None:
         f"{lease:.1f} s); {proxy.refused} reconnection attempts were refused meanwhile"
     )
     run.check(taken_over(), "its probes were taken over and succeeded on other workers")
-    stale = _wait(
+    stale = wait_for(
         lambda: all(after(read_history(run.relier, t), "stale_commit", restore_at) for t in landed),
         hold_s + run.timeout / 2,
         0.05,
@@ -339,16 +348,16 @@ def partition(run: ChaosRun) -> None:
         bool(stale),
         f"the cut-off worker's late commits of {len(landed)} probes were refused by the fence",
     )
-    awake = _wait(listed, 20, 0.1)
+    awake = wait_for(listed, 20, 0.1)
     run.check(bool(awake), f"worker {target.worker_id} renewed its lease after the restore")
 
     def ran_there() -> bool:
         task_id = run.push(probes.ping)
-        _wait(lambda: _state(run, task_id) == "SUCCEEDED", 5)
+        wait_for(lambda: task_state(run, task_id) == "SUCCEEDED", 5)
         result = json.loads(run.job(task_id, "result")[0] or "{}")
         return bool(result.get("worker") == target.worker_id)
 
-    recovered = _wait(ran_there, 20, 0)
+    recovered = wait_for(ran_there, 20, 0)
     run.check(bool(recovered), "it ran new probes after the restore")
     run.finish()
     if stale:
@@ -356,5 +365,5 @@ def partition(run: ChaosRun) -> None:
         first = min(int(r["t"]) for r in refusals if r is not None)
         run.figure("restore_to_stale_commit_refused_ms", first - restore_at)
     run.figure("cut_seconds", round((restore_at - cut_at) / 1000, 2))
-    taken = [_restart_latency(run, t, cut_at, "resurrected")[1] for t in landed]
+    taken = [restart_latency(run, t, cut_at, "resurrected")[1] for t in landed]
     run.figure("cut_to_restarted_elsewhere_ms", summary([float(v) for v in taken if v is not None]))

@@ -16,12 +16,18 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from relier.chaos import probes
-from relier.chaos.base import ChaosRun, ProbeWorker
+from relier.chaos.base import (
+    ChaosRun,
+    ProbeWorker,
+    lease_s,
+    process_alive,
+    restart_latency,
+    task_state,
+    wait_for,
+)
 from relier.chaos.ledger import Expect, after, summary
 from relier.clock import now_ms
 from relier.errors import AdmissionRejectedError
@@ -41,51 +47,10 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it is truthy (its value) or ``timeout`` s pass (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
-def _state(run: ChaosRun, task_id: str) -> str | None:
-    return run.job(task_id, "state")[0]
-
-
-def _lease_s(run: ChaosRun) -> float:
-    return run.settings.lease_ttl_ms / 1000
-
-
-def _restart_latency(
-    run: ChaosRun, task_id: str, at_ms: int, cause: str
-) -> tuple[int | None, int | None]:
-    """(ms from ``at_ms`` to the ``cause`` event, to the next start after it)."""
-    history = read_history(run.relier, task_id)
-    event = after(history, cause, at_ms)
-    if event is None:
-        return None, None
-    started = after(history, "started", int(event["t"]))
-    return int(event["t"]) - at_ms, (int(started["t"]) - at_ms if started else None)
 
 
 def _pick_local(workers: list[ProbeWorker]) -> ProbeWorker:
@@ -116,8 +81,8 @@ def worker_kill(run: ChaosRun) -> None:
             f"SIGKILLed pool process {pid} of worker {target.worker_id} while it ran probe "
             f"{task_id}"
         )
-        _wait(lambda: _state(run, task_id) in ("SUCCEEDED", "DEAD"), run.timeout)  # noqa: B023
-        back, again = _restart_latency(run, task_id, at, "resurrected")
+        wait_for(lambda: task_state(run, task_id) in ("SUCCEEDED", "DEAD"), run.timeout)  # noqa: B023
+        back, again = restart_latency(run, task_id, at, "resurrected")
         if back is not None:
             requeued.append(back)
         if again is not None:
@@ -158,17 +123,17 @@ def zombie(run: ChaosRun) -> None:
         f"SIGSTOPped worker {target.worker_id} (main process {target.pid} and "
         f"{len(pids) - 1} pool processes) while it ran probe {task_id}"
     )
-    ran = _wait(lambda: _state(run, task_id) == "SUCCEEDED", _lease_s(run) * 3 + run.timeout)
+    ran = wait_for(lambda: task_state(run, task_id) == "SUCCEEDED", lease_s(run) * 3 + run.timeout)
     frozen_s = (now_ms() - at) / 1000
     cont_at = now_ms()
     _signal_all(pids, signal.SIGCONT)
     probes.release(run.relier, [task_id])  # the woken attempt stops holding and commits
-    run.did(f"SIGCONTed it after {frozen_s:.1f} s (the lease is {_lease_s(run):.1f} s)")
+    run.did(f"SIGCONTed it after {frozen_s:.1f} s (the lease is {lease_s(run):.1f} s)")
     if not run.check(bool(ran), f"probe {task_id} succeeded elsewhere while the worker was frozen"):
         run.finish()
         return
-    stale = _wait(lambda: after(read_history(run.relier, task_id), "stale_commit", cont_at), 15)
-    awake = _wait(lambda: any(w.worker_id == target.worker_id for w in run.workers()), 15)
+    stale = wait_for(lambda: after(read_history(run.relier, task_id), "stale_commit", cont_at), 15)
+    awake = wait_for(lambda: any(w.worker_id == target.worker_id for w in run.workers()), 15)
     run.finish()
     job = run.ledger.verdict().jobs[task_id]
     result = json.loads(job.get("result", "{}"))
@@ -183,7 +148,7 @@ def zombie(run: ChaosRun) -> None:
         f"{stale.get('fence') if stale else '?'})",
     )
     run.check(bool(awake), f"worker {target.worker_id} renewed its lease again after SIGCONT")
-    back, again = _restart_latency(run, task_id, at, "resurrected")
+    back, again = restart_latency(run, task_id, at, "resurrected")
     run.figure("stop_to_requeued_ms", back)
     run.figure("stop_to_restarted_elsewhere_ms", again)
     if stale:
@@ -203,7 +168,7 @@ def sigterm(run: ChaosRun) -> None:
     os.kill(target.pid, signal.SIGTERM)
     run.did(f"SIGTERMed worker {target.worker_id} (pid {target.pid}) while it ran a probe")
     grace = run.settings.shutdown_grace
-    exited = _wait(lambda: not _alive(target.pid), grace + run.timeout, 0.01)
+    exited = wait_for(lambda: not process_alive(target.pid), grace + run.timeout, 0.01)
     exit_ms = now_ms() - at
     run.check(bool(exited), f"worker {target.worker_id} exited ({exit_ms} ms after SIGTERM)")
     run.finish()

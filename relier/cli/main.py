@@ -13,15 +13,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
+from relier.chaos.runner import SCENARIOS, run_chaos
 from relier.cli import dlq as _cli_dlq
 from relier.cli import inspect as _cli_inspect
 from relier.cli.apps import load_app_module
 from relier.cli.format import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from relier.errors import RedisUnavailableError, RelierError, TaskNotFoundError
+from relier.hub import current
+from relier.journal.preflight import check, require
 
 __all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_UNAVAILABLE", "build_parser", "main"]
 
@@ -31,9 +37,6 @@ def _err(message: str) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
-    from relier.hub import current
-    from relier.journal.preflight import require
-
     app = load_app_module(args.app)
     relier = current()
     if relier.settings.chaos:
@@ -46,9 +49,6 @@ def cmd_worker(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace, rest: list[str]) -> int:
-    from relier.hub import current
-    from relier.journal.preflight import check
-
     relier = current()
     report = check(relier.redis, relier.settings.redis_url)
     if args.json:
@@ -78,11 +78,8 @@ def cmd_preflight(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_resurrector(args: argparse.Namespace, rest: list[str]) -> int:
-    import logging
-    import signal
-    import threading
-
-    from relier.hub import current
+    # Imported here, by the one command that runs it: the other commands load
+    # no worker module.
     from relier.worker.resurrector import run_standalone
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -97,15 +94,13 @@ def cmd_resurrector(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
+    # Imported here: only `rl demo` loads the demo's tasks.
     from relier.demo import run_demo
 
     return run_demo(workdir=args.dir, tasks=args.tasks)
 
 
 def cmd_chaos(args: argparse.Namespace, rest: list[str]) -> int:
-    from relier.chaos.runner import run_chaos
-    from relier.hub import current
-
     if args.app:
         load_app_module(args.app)  # its Celery app's key prefixes apply
     return run_chaos(current(), args.scenario, args.tasks, args.timeout, args.app, args.json)
@@ -166,8 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many tasks to push (default 6000, under a minute)",
     )
     p.set_defaults(func=cmd_demo)
-
-    from relier.chaos.runner import SCENARIOS
 
     p = sub.add_parser(
         "chaos",

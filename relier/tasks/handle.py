@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from relier.errors import ResultTimeoutError, TaskFailedError, TaskNotFoundError
 from relier.journal.connection import translate_errors, translate_errors_async
 from relier.journal.states import TERMINAL_STATES, text
+from relier.registry import registry
 
 if TYPE_CHECKING:
     from relier.hub import Relier
@@ -63,8 +64,6 @@ class TaskHandle:
         name = text(state)
         if name == "SUCCEEDED":
             value = json.loads(row[1] or b"null")
-            from relier.registry import registry
-
             # The task's return annotation rebuilds its type (a datetime, a
             # model) when this process knows the task.
             task = registry().get(self.task_name)

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from relier.errors import ConfigurationError, LockNotAcquiredError
+from relier.hub import current
 from relier.journal.connection import translate_errors, translate_errors_async
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ class IdempotencyLock:
         self.lost = False
 
     def _r(self) -> Relier:
-        from relier.hub import current
-
         return self._relier or current()
 
     def _pause(self, held_ms: int, deadline: float) -> float:

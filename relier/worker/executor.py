@@ -39,6 +39,7 @@ from relier.errors import (
     RedisUnavailableError,
     StaleFenceError,
 )
+from relier.hub import current
 from relier.journal.envelope import Envelope, decode, dumps
 from relier.journal.message import new_delivery_tag
 from relier.journal.states import Reason
@@ -108,8 +109,6 @@ def _owner(request: Any) -> str:
 
 def execute(task: TaskSpec, request: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Handle one Celery delivery of ``task``; never raises for task errors."""
-    from relier.hub import current
-
     relier = task.relier or current()
     task_id = str(request.id)
     written_by_relier = list(args) == [task_id] and not kwargs

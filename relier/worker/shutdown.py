@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from relier.worker.resurrector import take_back
 
@@ -95,3 +95,35 @@ class Drain:
         # Celery's cold shutdown stops the pool processes still running the
         # handed-back attempts (their commits would be refused anyway).
         os.kill(os.getpid(), signal.SIGQUIT)
+
+
+_signalled = False
+
+
+def watch_shutdown_signals() -> None:
+    """Note any shutdown signal before Celery's own handler acts on it.
+
+    Celery's cold shutdown kills the pool processes before it announces the
+    shutdown (worker_shutting_down); without this flag the pool watcher
+    would take those deaths for crashes.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(sig)
+        if getattr(previous, "_relier", False) or not callable(previous):
+            continue
+
+        def noting(signum: int, frame: Any, _previous: Any = previous) -> Any:
+            global _signalled
+            _signalled = True
+            return _previous(signum, frame)
+
+        noting._relier = True  # type: ignore[attr-defined]
+        try:
+            signal.signal(sig, noting)
+        except ValueError:  # not the main thread (an embedded worker): skip
+            return
+
+
+def signalled() -> bool:
+    """Whether this process has received a shutdown signal (SIGTERM, SIGINT, SIGQUIT)."""
+    return _signalled

@@ -15,8 +15,8 @@ from kombu.asynchronous import Hub  # unannotated: calls carry type: ignore[no-u
 
 from relier import Relier, load_settings, rl_task
 from relier.localredis import free_port
-from relier.worker import bootstep as worker_module
-from relier.worker.bootstep import WorkerService
+from relier.worker import service as worker_module
+from relier.worker.service import WorkerService
 
 WORKER = "w@test#1-5e7v1c"
 
