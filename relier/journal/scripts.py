@@ -446,10 +446,11 @@ class Scripts:
         for conn in dedicated:
             conn.disconnect()
 
-    def sha(self, name: str) -> str:
-        """Script ``name``'s SHA1, for an ``EVALSHA`` queued on a pipeline Relier
-        does not own (which then gets ``NOSCRIPT`` if Redis has not loaded it)."""
-        return str(self._scripts[name].sha)
+    def evalsha(self, built: Built) -> tuple[Any, ...]:
+        """The ``EVALSHA`` command of a built call, for a pipeline Relier does not
+        own (which then gets ``NOSCRIPT`` if Redis has not loaded the script)."""
+        script, keys, argv = built
+        return ("EVALSHA", self._scripts[script].sha, len(keys), *keys, *argv)
 
     def admit(self, bucket: str, interval_ms: float, burst: int = 1) -> int:
         """Take one call from the rate limit ``bucket`` (``admit.lua``): 0 when

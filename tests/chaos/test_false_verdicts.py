@@ -12,7 +12,10 @@ from tests.chaos.conftest import APP, Report
 from tests.chaos.ledger import Ledger, count_events, events, wait_until
 
 LEASE_S = 1.0  # fast_env
-HOG_S = 4 * LEASE_S  # aims at 4 leases, so that at least 3 pass for sure
+# Aims at 5 leases, so that at least 3 pass for sure: the task sizes its one C
+# call from a calibration run, and on a busy machine a calibration run slowed
+# by others' CPU use made a 4-lease aim hold the GIL for only 2.6 s.
+HOG_S = 5 * LEASE_S
 
 
 def test_a_task_holding_the_gil_for_3_leases_is_not_resurrected(

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from relier.clock import now_ms
-from relier.journal.scripts import program
+from relier.journal.scripts import load_all
 from relier.registry import is_registered
 
 if TYPE_CHECKING:
@@ -72,7 +72,6 @@ class _Reserver:
     def __init__(self, relier: Relier, worker_id: str) -> None:
         self.relier = relier
         self.worker_id = worker_id
-        self.sha = relier.scripts.sha("reserve")
         self.is_registered = is_registered
 
     def command(self, message: Any) -> tuple[str, tuple[Any, ...]] | None:
@@ -86,8 +85,8 @@ class _Reserver:
             return None
         if not self.is_registered(name):
             return None
-        _, keys, argv = self.relier.scripts.args.reserve(task_id, self.worker_id, now_ms())
-        return task_id, ("EVALSHA", self.sha, len(keys), *keys, *argv)
+        scripts = self.relier.scripts
+        return task_id, scripts.evalsha(scripts.args.reserve(task_id, self.worker_id, now_ms()))
 
     def settled(self, task_id: str, reply: Any) -> None:
         """The reserve's reply, read back later: an error is retried the slow way."""
@@ -339,10 +338,11 @@ def activate(relier: Relier, worker_id: str) -> None:
     _reserver = _Reserver(relier, worker_id)
     _reserved.clear()
     try:
-        # Loaded now, so the first deliveries need not take the signal path.
-        relier.redis.script_load(program("reserve"))
+        # Loaded now (reserve.lua among them), so the first deliveries need not
+        # take the signal path.
+        load_all(relier.redis)
     except Exception as exc:  # unreachable now: NOSCRIPT sends them that way
-        log.warning("relier: could not load reserve.lua at worker start: %s", exc)
+        log.warning("relier: could not load the Lua scripts at worker start: %s", exc)
 
 
 def deactivate() -> None:
