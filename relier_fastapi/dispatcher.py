@@ -30,7 +30,7 @@ from relier import (
     TaskHandle,
     current,
 )
-from relier.journal.connection import translate_errors_async
+from relier.journal.connection import translate_errors, translate_errors_async
 from relier.tasks.dispatch import apush, apush_many
 
 __all__ = ["Dispatcher", "relier_dispatcher", "relier_lifespan", "relier_of"]
@@ -142,8 +142,6 @@ async def relier_lifespan(
 
 
 def _open_sync(relier: Relier) -> None:
-    from relier.journal.connection import translate_errors
-
     with translate_errors(relier.settings.redis_url):
         relier.redis.ping()
     relier.keys  # noqa: B018 - builds and caches the key names (and the Celery app)
