@@ -146,7 +146,6 @@ class RlTask(_Pusher[P, R]):
         self.relier = relier
         self.is_async = inspect.iscoroutinefunction(fn)
         self.takes_context = wants_context(fn)
-        self.signature = inspect.signature(fn)
         self.validator = Validator(fn, self.name, skip_first=self.takes_context)
         self.qualified_source = f"{fn.__module__}.{fn.__qualname__}"
         if name is None and fn.__name__ == "<lambda>":
@@ -193,6 +192,13 @@ class RlTask(_Pusher[P, R]):
             # watchdog thread cannot run: Celery's prefork pool then kills the
             # process from outside, which Relier sees as a crash.
             options["time_limit"] = self.hard_timeout + CELERY_TIME_LIMIT_MARGIN_S
+        # Imported here, as celery itself: a process that imports relier and
+        # defines no task does not load them.
+        from relier.tasks.celery_task import RelierCeleryTask
+
+        # Celery's own ways of sending (delay, apply_async, signatures) go
+        # journal-first through this class, and its results read the journal.
+        options["base"] = RelierCeleryTask
         if celery_app is not None:
             # shared=False: registered with this app only, as app= promises.
             return celery_app.task(shared=False, **options)(run)
@@ -217,6 +223,47 @@ class RlTask(_Pusher[P, R]):
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
         """One call for :meth:`push_many`, with keyword arguments."""
         return Call(args, kwargs)
+
+    # -- Celery's calling API, journal-first (relier.tasks.celery_task) ------
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Celery's ``delay``: :meth:`push`, returning a Celery ``AsyncResult``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's ``apply_async`` (``countdown``, ``eta``, ``queue``, ``task_id``, ...),
+        journal-first; a Celery ``AsyncResult`` that reads the journal."""
+        # What celery_task.apply_async does, without going through its proxy twice.
+        from relier.tasks.celery_task import send
+
+        celery_task = self.celery_task
+        task_id = send(
+            self._relier(), self, args, kwargs, options,
+            lambda: bool(celery_task._get_app().conf.enable_utc),
+        )  # fmt: skip
+        return celery_task.AsyncResult(task_id)
+
+    def signature(self, args: Sequence[Any] | None = None, *starargs: Any, **options: Any) -> Any:
+        """Celery's ``signature``: its ``apply_async`` and ``delay`` go journal-first."""
+        return self.celery_task.signature(args, *starargs, **options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's ``s``: a signature of this call, or of its first arguments
+        (a partial: ``add.s(1).delay(2)``)."""
+        return self.celery_task.s(*args, **kwargs)
+
+    def AsyncResult(self, task_id: str) -> Any:
+        """Celery's ``AsyncResult`` of a task id, read from the journal."""
+        return self.celery_task.AsyncResult(task_id)
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's ``si``: an immutable signature of this call."""
+        return self.celery_task.si(*args, **kwargs)
 
     def with_options(
         self,

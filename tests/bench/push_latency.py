@@ -10,7 +10,10 @@ One process, one Redis, no worker (the queues fill). Calls are made one at a tim
 * **push (Relier)**: ``bench.noop.push(i, note)``: validation, the envelope, the
   message, then ``dispatch.lua`` (journal + publish in one ``EVALSHA``);
 * **apush (Relier)**: ``await bench.noop.apush(i, note)`` on one event loop
-  (redis.asyncio), timed inside the loop.
+  (redis.asyncio), timed inside the loop;
+* **delay (Relier)** and **apply_async (Relier)**: Celery's calling API on the same
+  ``@rl_task`` (``bench.noop.delay(i, note)``, ``.apply_async((i, note))``), which
+  goes journal-first as ``push`` does and returns a Celery ``AsyncResult``.
 
 The overhead of a Relier push is its p50 minus ``delay``'s p50. Before those, on a
 Redis that holds nothing yet, ``push_many``: ``--batch`` calls in one ``push_many``
@@ -18,6 +21,7 @@ Redis that holds nothing yet, ``push_many``: ``--batch`` calls in one ``push_man
 calls / seconds, the median batch reported.
 
 Targets: ``push`` and ``apush`` each add < 0.3 ms at p50 over ``delay``;
+Relier's ``delay`` and ``apply_async`` each within 10 % of ``push``'s p50;
 ``push_many`` >= 10,000 tasks/s from one process.
 
 Run: ``python -m tests.bench.push_latency [--ops 10000] [--batch 10000] [--markdown]``.
@@ -50,12 +54,15 @@ from ._harness import (
 
 MAX_OVERHEAD_US = 300.0  # push / apush p50 minus delay p50
 MIN_MANY_PER_S = 10_000.0  # push_many tasks/s
+MAX_CELERY_API_RATIO = 1.10  # Relier's delay / apply_async p50 over push p50
 WARMUP = 200
 NOTE = "bench-push"
 
 DELAY = "delay (plain Celery)"
 PUSH = "push (Relier)"
 APUSH = "apush (Relier)"
+DELAY_RL = "delay (Relier)"
+APPLY_RL = "apply_async (Relier)"
 CHECK_HEADERS = ["check", "measured", "target", "result"]
 
 
@@ -90,6 +97,8 @@ def run(ops: int = 10_000, batch: int = 10_000, batches: int = 5) -> dict[str, A
                     DELAY: sync_block(lambda i: plain_noop.delay(i, NOTE)),
                     PUSH: sync_block(lambda i: relier_app.noop.push(i, NOTE)),
                     APUSH: async_block(loop, lambda i: relier_app.noop.apush(i, NOTE)),
+                    DELAY_RL: sync_block(lambda i: relier_app.noop.delay(i, NOTE)),
+                    APPLY_RL: sync_block(lambda i: relier_app.noop.apply_async((i, NOTE))),
                 }
                 timings = time_blocks(cases, ops, warmup=WARMUP)
                 loop.run_until_complete(relier.aclose())
@@ -122,6 +131,13 @@ def _verdicts(result: dict[str, Any]) -> list[list[str]]:
         verdict = "PASS" if added < MAX_OVERHEAD_US else "FAIL"
         check = f"{name.split()[0]} p50 - delay p50"
         out.append([check, measured, f"< {MAX_OVERHEAD_US:.0f} µs", verdict])
+    push = stats[PUSH]["p50"]
+    for name in (DELAY_RL, APPLY_RL):
+        ratio = stats[name]["p50"] / push
+        measured = f"p50 {stats[name]['p50']:.1f} / {push:.1f} µs = {ratio:.2f}x"
+        verdict = "PASS" if ratio <= MAX_CELERY_API_RATIO else "FAIL"
+        check = f"Relier's {name.split()[0]} p50 / push p50"
+        out.append([check, measured, f"<= {MAX_CELERY_API_RATIO:.2f}x", verdict])
     rate = statistics.median(result["many_rates"])
     verdict = "PASS" if rate >= MIN_MANY_PER_S else "FAIL"
     measured = f"{rate:,.0f} tasks/s (median of {len(result['many_rates'])} batches)"

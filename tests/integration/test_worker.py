@@ -40,6 +40,21 @@ async def test_apush_and_push_many_from_asyncio(rl_worker: WorkerFactory, rl: Re
     assert [h.result(timeout=30) for h in handles] == list(range(300))
 
 
+def test_celery_s_calling_api_runs_on_a_real_worker_and_reports_the_journal(
+    rl_worker: WorkerFactory, rl: Relier
+) -> None:
+    rl_worker(APP)
+    assert basic.add.delay(2, 3).get(timeout=20) == 5
+    assert basic.aadd.apply_async((40, 2), countdown=0.2).get(timeout=20) == 42
+    assert basic.add.s(1).delay(1).get(timeout=20) == 2
+    assert basic.kw.signature(kwargs={"name": "ab", "times": 2}).apply_async().get(20) == "abab"
+    failed = basic.afail.delay("celery-api")
+    with pytest.raises(TaskFailedError, match="max_retries"):
+        failed.get(timeout=20)
+    assert failed.state == "FAILURE" and "always fails" in (failed.traceback or "")
+    assert runs(rl, "celery-api") == 3  # the first run and two retries, then the DLQ
+
+
 def test_retries_then_success(rl_worker: WorkerFactory, rl: Relier) -> None:
     rl_worker(APP)
     handle = basic.flaky.push("flaky", 2)
