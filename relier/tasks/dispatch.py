@@ -127,7 +127,7 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> NewTask:
         ik, task_id, fingerprint = idem
     else:
         ik, task_id, fingerprint = None, opts.task_id or random_uuid(), ""
-    queue = opts.queue or task.queue or settings.default_queue
+    queue = opts.queue or task.queue or _routed(relier, task, call) or settings.default_queue
     now = now_ms()
     keys = settings.signing_keys
     data = encode_call(
@@ -148,6 +148,32 @@ def _prepare(relier: Relier, task: RlTask[Any, Any], call: Call) -> NewTask:
         max_depth=adm.max_queue_depth,
         depth_retry_ms=round(settings.depth_retry_after * 1000),
     )  # fmt: skip
+
+
+def _routed(relier: Relier, task: RlTask[Any, Any], call: Call) -> str | None:
+    """The queue Celery's ``task_routes`` give this call, as Celery would route it;
+    None without routes or when none matches (then ``RELIER_DEFAULT_QUEUE``).
+
+    Raises:
+        ConfigurationError: a matching route names no queue (only an exchange or
+            a routing key: Relier publishes to a queue).
+    """
+    # Celery's own router, cached by Celery with the routes it read when first
+    # used: Relier sees the routes Celery's own sending would.
+    router = relier.celery_app.amqp.router
+    if not router.routes:
+        return None
+    route = router.lookup_route(task.name, call.args, call.kwargs, {}, None)
+    if not route:
+        return None
+    queue = route if isinstance(route, str) else route.get("queue")
+    name = getattr(queue, "name", queue)  # a kombu Queue, or its name
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(
+            f"task_routes route {task.name} to {route!r}, which names no queue; Relier "
+            "publishes to a queue: give the route a 'queue'"
+        )
+    return name
 
 
 def _handle(relier: Relier, task: RlTask[Any, Any], prepared: NewTask, reply: Any) -> TaskHandle:

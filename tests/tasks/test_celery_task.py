@@ -279,3 +279,39 @@ def test_a_canvas_is_refused_by_name_and_sends_nothing(rl: Relier, client: redis
     with pytest.raises(NotImplementedError, match="result backend"):
         celery.chord([add.s(1)], add.s()).apply_async()
     assert_nothing_enqueued(client)
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+@rl_task(name="tests.celery_api.own_queue", queue="own")
+def own_queue(n: int) -> int:
+    return n
+
+
+def test_task_routes_pick_the_queue_as_in_celery(rl: Relier, client: redis.Redis) -> None:
+    def by_argument(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> Any:
+        return "dates" if name == "tests.celery_api.stamp" else None
+
+    rl.celery_app.conf.task_routes = [
+        by_argument,
+        {"tests.celery_api.add": {"queue": "billing"}, "tests.celery_api.own*": "routed"},
+    ]
+    routed = [add.delay(1), add.push(2), stamp.apply_async(("2026-01-01",))]
+    assert queued_ids(client, "billing") == [routed[0].id, routed[1].id]
+    assert queued_ids(client, "dates") == [routed[2].id]
+    # The call's queue, then the task's own, come before the routes (Celery's order).
+    explicit = add.apply_async((3,), queue="chosen")
+    own = own_queue.delay(4)
+    assert queued_ids(client, "chosen") == [explicit.id]
+    assert queued_ids(client, "own") == [own.id]
+    # No route matches: RELIER_DEFAULT_QUEUE.
+    plain = limited.delay(5)
+    assert queued_ids(client, "celery") == [plain.id]
+
+
+def test_a_route_without_a_queue_is_a_named_error(rl: Relier, client: redis.Redis) -> None:
+    rl.celery_app.conf.task_routes = {"tests.celery_api.add": {"exchange": "direct-x"}}
+    with pytest.raises(ConfigurationError, match="names no queue"):
+        add.delay(1)
+    assert_nothing_enqueued(client)
