@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 import relier
 import relier.hub
+from relier.testing import RedisServer
 
 pytest_plugins = ["pytester"]
 
@@ -38,6 +40,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = item.path.resolve().relative_to(_TESTS).parts
         if parts[0] in _SLOW_FOLDERS or item.path.name in _SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def client(rl_redis: RedisServer, rl_redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's Redis (flushed by ``rl_redis_url``), replies as bytes."""
+    c = rl_redis.client()
+    yield c
+    c.close()
 
 
 @pytest.fixture

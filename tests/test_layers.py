@@ -256,6 +256,8 @@ def test_the_architecture_map_names_every_module_and_only_real_ones() -> None:
 
 # Folders of tests that cut across layers (one per script, real processes, frameworks, speed).
 LANES = {"lua", "integration", "chaos", "adapters", "bench"}
+# Test files of a folder that are not named for one module.
+KNOWN_WHOLE = {"test_envelope_properties", "test_redis_full", "test_telemetry"}
 
 
 def test_the_unit_tests_mirror_the_package_folders() -> None:
@@ -271,9 +273,3 @@ def test_the_unit_tests_mirror_the_package_folders() -> None:
             # A file named for a module tests that module; others test the folder as a whole.
             module = source / f"{test.stem.removeprefix('test_')}.py"
             assert module.exists() or test.stem in KNOWN_WHOLE, f"{test} names no module"
-
-
-# Test files of a folder that are not named for one module.
-KNOWN_WHOLE = {
-    "test_envelope_properties", "test_redis_full", "test_telemetry",
-}  # fmt: skip

@@ -23,6 +23,7 @@ from relier.clock import now_ms
 from relier.hub import Relier
 from relier.ops.dlq import read_history
 from relier.ops.workers import list_workers
+from relier.worker.children import process_alive
 
 __all__ = [
     "ENABLE_HINT",
@@ -290,15 +291,6 @@ class ChaosRun:
 
 
 # -- helpers of every scenario ----------------------------------------------
-
-
-def process_alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:

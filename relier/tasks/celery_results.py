@@ -25,7 +25,6 @@ Redis keys: reads ``rl:{<id>}:job`` and waits on ``rl:{<id>}:done``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from relier.errors import TaskFailedError
 from relier.journal.connection import translate_errors
 from relier.journal.states import text
-from relier.registry import registry
+from relier.tasks.handle import decode_result, wait_done
 
 if TYPE_CHECKING:
     from relier.hub import Relier
@@ -56,8 +55,6 @@ CELERY_STATES = {
 """Each journal state as the Celery state ``AsyncResult.state`` reports."""
 
 _FIELDS = ("state", "result", "reason", "error", "tb", "task")
-# Each blocking wait is bounded, as in TaskHandle.result, so a deadline is kept.
-_MAX_BLOCK = 1.0
 
 
 class JournalBackend(BaseBackend):  # type: ignore[misc]
@@ -90,10 +87,7 @@ class JournalBackend(BaseBackend):  # type: ignore[misc]
         result: Any = None
         traceback: str | None = None
         if status == states.SUCCESS:
-            value = json.loads(row[1] or b"null")
-            task = registry().get(text(row[5]))
-            # The task's return annotation rebuilds its type (a datetime, a model).
-            result = value if task is None else task.validator.result_from_json(value)
+            result = decode_result(text(row[5]), row[1])
         elif status in (states.FAILURE, states.REVOKED):
             reason = text(row[2]) or state.lower()
             result = TaskFailedError(task_id, reason, text(row[3]))
@@ -132,7 +126,6 @@ class JournalBackend(BaseBackend):  # type: ignore[misc]
             celery.exceptions.TimeoutError: not ready after ``timeout`` s.
         """
         r = self._relier()
-        done = r.keys.task(task_id).done
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             meta = self._get_task_meta_for(task_id)
@@ -140,12 +133,9 @@ class JournalBackend(BaseBackend):  # type: ignore[misc]
                 return meta
             if on_interval is not None:
                 on_interval()
-            block = _MAX_BLOCK if deadline is None else min(_MAX_BLOCK, deadline - time.monotonic())
-            if block <= 0:
-                raise CeleryTimeoutError("The operation timed out.")
             with translate_errors(r.settings.redis_url):
-                # BLMOVE from a list to itself waits without consuming it.
-                r.redis.blmove(done, done, max(block, 0.01), "RIGHT", "LEFT")
+                if not wait_done(r, task_id, deadline):
+                    raise CeleryTimeoutError("The operation timed out.")
 
     def _store_result(self, task_id: str, result: Any, state: str, *a: Any, **kw: Any) -> Any:
         # The journal's scripts record every outcome; Celery's copy would be a

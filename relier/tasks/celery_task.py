@@ -33,14 +33,12 @@ from typing import TYPE_CHECKING, Any, cast
 from celery import Task
 
 from relier.errors import ConfigurationError
-from relier.hub import current
 from relier.registry import lookup
 from relier.tasks import dispatch
 from relier.tasks.celery_results import JournalBackend
 from relier.tasks.dispatch import Call, CallOptions
 
 if TYPE_CHECKING:
-    from relier.hub import Relier
     from relier.tasks.decorator import RlTask
 
 __all__ = ["IGNORED_OPTIONS", "RelierCeleryTask", "celery_call", "send"]
@@ -134,15 +132,16 @@ def celery_call(
 
 
 def send(
-    hub: Relier,
     task: RlTask[Any, Any],
     args: Any,
     kwargs: Any,
     options: dict[str, Any],
     enable_utc: Callable[[], bool],
 ) -> str:
-    """Push Celery's ``apply_async(args, kwargs, **options)`` of ``task``; its task id."""
-    return dispatch.push(hub, task, celery_call(task, args, kwargs, options, enable_utc)).id
+    """Push Celery's ``apply_async(args, kwargs, **options)`` of ``task`` through the
+    Relier ``push`` uses (:meth:`RlTask.hub`); its task id."""
+    call = celery_call(task, args, kwargs, options, enable_utc)
+    return dispatch.push(task.hub(), task, call).id
 
 
 def _task(name: str) -> RlTask[Any, Any]:
@@ -153,10 +152,6 @@ def _task(name: str) -> RlTask[Any, Any]:
 class RelierCeleryTask(Task):  # type: ignore[misc]
     """Celery's task class for ``@rl_task`` functions (their ``celery_task``)."""
 
-    def _hub(self, task: RlTask[Any, Any] | None = None) -> Relier:
-        found = (task or _task(self.name)).relier
-        return found or getattr(self._get_app(), "_relier", None) or current()
-
     def _enable_utc(self) -> bool:
         return bool(self._get_app().conf.enable_utc)
 
@@ -165,7 +160,7 @@ class RelierCeleryTask(Task):  # type: ignore[misc]
         """The journal, read as a Celery result backend."""
         found: JournalBackend | None = self.__dict__.get("_journal_backend")
         if found is None:
-            found = JournalBackend(self._get_app(), self._hub)
+            found = JournalBackend(self._get_app(), lambda: _task(self.name).hub())
             self.__dict__["_journal_backend"] = found
         return found
 
@@ -196,7 +191,4 @@ class RelierCeleryTask(Task):  # type: ignore[misc]
         """
         if task_id is not None or link is not None or link_error is not None or shadow:
             options.update(task_id=task_id, link=link, link_error=link_error, shadow=shadow)
-        task = _task(self.name)
-        return self.AsyncResult(
-            send(self._hub(task), task, args, kwargs, options, self._enable_utc)
-        )
+        return self.AsyncResult(send(_task(self.name), args, kwargs, options, self._enable_utc))

@@ -37,7 +37,8 @@ class _Pusher(Generic[P, R]):
     task: RlTask[P, R]
     options: CallOptions
 
-    def _relier(self) -> _app.Relier:
+    def hub(self) -> _app.Relier:
+        """The :class:`~relier.Relier` this task pushes through: its own, else ``current()``."""
         return self.task.relier or _app.current()
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -48,22 +49,22 @@ class _Pusher(Generic[P, R]):
         travel and ``RedisUnavailableError`` when Redis is down; nothing is
         enqueued in either case.
         """
-        return dispatch.push(self._relier(), self.task, Call(args, kwargs, self.options))
+        return dispatch.push(self.hub(), self.task, Call(args, kwargs, self.options))
 
     async def apush(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Async :meth:`push`, native asyncio (redis.asyncio)."""
-        return await dispatch.apush(self._relier(), self.task, Call(args, kwargs, self.options))
+        return await dispatch.apush(self.hub(), self.task, Call(args, kwargs, self.options))
 
     def push_many(self, calls: Iterable[Call | Sequence[Any]]) -> list[TaskHandle]:
         """Send many calls in one round trip (per 1,000).
 
         Each item is a tuple of positional arguments or a ``task.call(...)``.
         """
-        return dispatch.push_many(self._relier(), self.task, calls, self.options)
+        return dispatch.push_many(self.hub(), self.task, calls, self.options)
 
     async def apush_many(self, calls: Iterable[Call | Sequence[Any]]) -> list[TaskHandle]:
         """Async :meth:`push_many`."""
-        return await dispatch.apush_many(self._relier(), self.task, calls, self.options)
+        return await dispatch.apush_many(self.hub(), self.task, calls, self.options)
 
 
 class BoundTask(_Pusher[P, R]):
@@ -242,10 +243,8 @@ class RlTask(_Pusher[P, R]):
         from relier.tasks.celery_task import send
 
         celery_task = self.celery_task
-        task_id = send(
-            self._relier(), self, args, kwargs, options,
-            lambda: bool(celery_task._get_app().conf.enable_utc),
-        )  # fmt: skip
+        enable_utc = lambda: bool(celery_task._get_app().conf.enable_utc)  # noqa: E731
+        task_id = send(self, args, kwargs, options, enable_utc)
         return celery_task.AsyncResult(task_id)
 
     def signature(self, args: Sequence[Any] | None = None, *starargs: Any, **options: Any) -> Any:

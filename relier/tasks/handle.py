@@ -16,12 +16,39 @@ from relier.registry import registry
 if TYPE_CHECKING:
     from relier.hub import Relier
 
-__all__ = ["TERMINAL_STATES", "TaskHandle"]
+__all__ = ["TERMINAL_STATES", "TaskHandle", "decode_result", "wait_done"]
 
 # Each blocking wait is bounded (and kept under half the socket timeout, or
 # the socket would time out first) so a silent connection is noticed and the
 # deadline is honoured precisely.
 _MAX_BLOCK = 1.0
+
+
+def decode_result(task_name: str, raw: bytes | str | None) -> Any:
+    """A SUCCEEDED task's stored result (JSON text) as its value.
+
+    The task's return annotation rebuilds its type (a datetime, a model)
+    when this process knows the task.
+    """
+    value = json.loads(raw or b"null")
+    task = registry().get(task_name)
+    return value if task is None else task.validator.result_from_json(value)
+
+
+def wait_done(relier: Relier, task_id: str, deadline: float | None) -> bool:
+    """Wait, at most ``_MAX_BLOCK`` s and not past ``deadline`` (``time.monotonic``),
+    for the task to end; False when the deadline has passed (nothing waited).
+
+    The caller reads the job hash again afterwards: a wake-up is a hint.
+    """
+    block = _MAX_BLOCK if deadline is None else min(_MAX_BLOCK, deadline - time.monotonic())
+    if block <= 0:
+        return False
+    done = relier.keys.task(task_id).done
+    # BLMOVE from a list to itself waits without consuming, so any number of
+    # waiters see the one "done" element.
+    relier.redis.blmove(done, done, max(block, 0.01), "RIGHT", "LEFT")
+    return True
 
 
 class TaskHandle:
@@ -63,11 +90,7 @@ class TaskHandle:
             )
         name = text(state)
         if name == "SUCCEEDED":
-            value = json.loads(row[1] or b"null")
-            # The task's return annotation rebuilds its type (a datetime, a
-            # model) when this process knows the task.
-            task = registry().get(self.task_name)
-            return True, value if task is None else task.validator.result_from_json(value)
+            return True, decode_result(self.task_name, row[1])
         if name in TERMINAL_STATES:
             raise TaskFailedError(self.id, text(row[2]) or name.lower(), text(row[3]))
         return False, None
@@ -100,21 +123,15 @@ class TaskHandle:
             RedisUnavailableError: Redis cannot be reached.
         """
         r = self._relier
-        tk = r.keys.task(self.id)
+        job = r.keys.task(self.id).job
         deadline = None if timeout is None else time.monotonic() + timeout
         with translate_errors(r.settings.redis_url):
             while True:
-                done, value = self._outcome(r.redis.hmget(tk.job, self._fields()))
+                done, value = self._outcome(r.redis.hmget(job, self._fields()))
                 if done:
                     return value
-                block = (
-                    _MAX_BLOCK if deadline is None else min(_MAX_BLOCK, deadline - time.monotonic())
-                )
-                if block <= 0:
+                if not wait_done(r, self.id, deadline):
                     raise ResultTimeoutError(f"task {self.id} has not finished after {timeout} s")
-                # BLMOVE from a list to itself waits without consuming, so any
-                # number of waiters see the one "done" element.
-                r.redis.blmove(tk.done, tk.done, max(block, 0.01), "RIGHT", "LEFT")
 
     async def aresult(self, timeout: float | None = None) -> Any:
         """Async :meth:`result`; same arguments and errors."""

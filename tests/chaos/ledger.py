@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relier import Relier
+from relier.chaos.base import wait_for
 from relier.chaos.ledger import summary as stats
 from tests.chaos.apps import EXEC_KEY
 
@@ -127,12 +128,8 @@ def wait_until(predicate: Any, timeout: float, what: Any, interval: float = 0.02
 
     ``what`` is a text, or a function returning one (called on failure).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            text = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
-        time.sleep(interval)
+    value = wait_for(predicate, timeout, interval)
+    if not value:
+        text = what() if callable(what) else what
+        raise AssertionError(f"timed out after {timeout} s waiting for {text}")
+    return value

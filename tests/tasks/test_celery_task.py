@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -18,7 +16,6 @@ from celery import states
 from celery.result import AsyncResult
 from kombu.entity import Queue
 
-import relier.hub
 from relier import (
     AdmissionRejectedError,
     ConfigurationError,
@@ -48,22 +45,9 @@ def limited(n: int) -> int:
 
 
 @pytest.fixture
-def rl(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
+def rl(default_relier: Relier) -> Relier:
     """The process default Relier on the test server (tasks push through it)."""
-    for name in list(os.environ):
-        if name.startswith("RELIER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RELIER_REDIS_URL", rl_redis_url)
-    relier.hub.reset()
-    yield relier.hub.current()
-    relier.hub.reset()
-
-
-@pytest.fixture
-def client(rl_redis: Any, rl_redis_url: str) -> Iterator[redis.Redis]:
-    c = rl_redis.client()
-    yield c
-    c.close()
+    return default_relier
 
 
 def queued_ids(client: redis.Redis, queue: str = "celery") -> list[str]:

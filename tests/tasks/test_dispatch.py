@@ -54,13 +54,6 @@ def rl(rl_redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relier]:
     relier.hub.reset()
 
 
-@pytest.fixture
-def client(rl_redis: Any, rl_redis_url: str) -> Iterator[redis.Redis]:
-    c = rl_redis.client()
-    yield c
-    c.close()
-
-
 def job(rl: Relier, client: redis.Redis, task_id: str) -> dict[bytes, bytes]:
     return cast(
         "dict[bytes, bytes]", client.hgetall(rl.keys.task(task_id).job)
